@@ -1,0 +1,20 @@
+#pragma once
+/// flatmin's one exception type for problems a user can fix (bad options, bad files, missing data).
+/// Messages are one line and name the offending thing ("<file>: <problem>", "--sigma: must be >= 0").
+
+#include <stdexcept>
+#include <string>
+
+namespace flatmin {
+
+class Error : public std::runtime_error {
+ public:
+  explicit Error(const std::string& message) : std::runtime_error(message) {}
+};
+
+/// Throws flatmin::Error(message) unless `condition` holds.
+inline void check(bool condition, const std::string& message) {
+  if (!condition) throw Error(message);
+}
+
+}  // namespace flatmin

@@ -1,0 +1,31 @@
+#pragma once
+/// Process-wide runtime settings that decide speed: intra-op threads (LibTorch and OpenBLAS, which keeps
+/// its own pool), and glibc malloc thresholds (multi-pass steps otherwise map and unmap their large
+/// activation buffers on every pass).
+
+#include <cstdint>
+#include <string>
+
+namespace flatmin {
+
+struct ThreadCounts {
+  int torch_intra_op = 0;  ///< at::get_num_threads()
+  int blas = 0;            ///< OpenBLAS's pool (0 = not OpenBLAS / unknown)
+};
+
+/// Sets LibTorch's intra-op thread count and, when the BLAS is OpenBLAS, its own pool too.
+/// n must be >= 1. Returns what is in effect afterwards.
+ThreadCounts set_num_threads(int n);
+
+/// The counts in effect now.
+ThreadCounts num_threads();
+
+/// Raises glibc's mmap and trim thresholds so that large, repeatedly allocated activation buffers stay
+/// in the heap instead of being mapped and unmapped (page-faulted) on every forward/backward pass.
+/// Returns false where it could not be applied (not glibc).
+bool tune_malloc_for_training();
+
+/// "flatmin 0.1.0 (LibTorch 1.13.1)".
+std::string version_string();
+
+}  // namespace flatmin

@@ -1,0 +1,100 @@
+#pragma once
+/// The perturbation methods: plain SGD (no perturbation), weight-perturbed SGD and Noise Stability
+/// Optimization. Each is a PerturbationMethod; any base optimizer does the update.
+
+#include <memory>
+#include <string>
+
+#include <torch/arg.h>
+
+#include "flatmin/noise/noise.h"
+#include "flatmin/optim/perturbation_method.h"
+
+namespace flatmin::optim {
+
+/// No perturbation: one gradient at W. With an SGD base this is SGD.  Cost 1.
+class NoPerturbation final : public PerturbationMethod {
+ public:
+  std::string name() const override { return "sgd"; }
+  int64_t evaluations() const override { return 1; }
+  bool perturbs() const override { return false; }
+  void move_to(int64_t i, StepContext& ctx) override {}
+};
+
+/// Weight noise shared by WP-SGD and NSO: law, σ and its schedule.
+struct NoiseOptions {
+  /* implicit */ NoiseOptions(double sigma = 0.01) : sigma_(sigma) {}
+  TORCH_ARG(noise::SigmaSchedule, sigma);
+  TORCH_ARG(noise::NoiseLaw, law) = noise::NoiseLaw::kGaussian;
+};
+
+/// Weight-perturbed SGD (randomized smoothing, one-sided): U ~ P, gradient g(W + U).  Cost 1.
+/// BatchNorm statistics: from the perturbed pass (the only one).
+class WpSgd final : public PerturbationMethod {
+ public:
+  explicit WpSgd(NoiseOptions options = {});
+  std::string name() const override { return "wp-sgd"; }
+  int64_t evaluations() const override { return 1; }
+  void move_to(int64_t i, StepContext& ctx) override;
+  void set_epoch(int64_t epoch, int64_t total_epochs) override;
+  std::string describe() const override;
+  double sigma() const { return sigma_; }
+
+ private:
+  NoiseOptions options_;
+  double sigma_;
+};
+
+struct NsoOptions {
+  /* implicit */ NsoOptions(double sigma = 0.01) : noise_(sigma) {}
+  TORCH_ARG(NoiseOptions, noise);
+  /// Number of sampled perturbations per step.
+  TORCH_ARG(int64_t, k) = 1;
+  /// Evaluate at W+U_j and W−U_j. false = the paper's "no negative" ablation: 2k independent
+  /// one-sided draws at the same cost.
+  TORCH_ARG(bool, two_point) = true;
+};
+
+/// Noise Stability Optimization (Zhang, Ju, Zhang, Ju, Chen; NSO paper Algorithm 1):
+///     U_j ~ P (j = 1 … k),   G = 1/(2k) · Σ_j [ g(W + U_j) + g(W − U_j) ],   W ← base_step(W, G)
+/// minimising F(W) = E_U[f(W+U)] ≈ f(W) + σ²/2·Tr∇²f(W); the ±U pair cancels the first-order term of
+/// f(W±U) that makes one-sided noise injection high-variance.  Cost 2k.
+/// U_j is drawn in place into the parameters (W + U_j) and W − U_j is formed as 2W − (W + U_j), so no
+/// buffer beyond the optimizer's copy of W is needed for any k.
+/// BatchNorm statistics: the mean of the updates of all 2k passes (the first-order shifts of ±U cancel
+/// in it as they do in the gradient).
+class Nso final : public PerturbationMethod {
+ public:
+  explicit Nso(NsoOptions options = {});
+  std::string name() const override { return "nso"; }
+  int64_t evaluations() const override { return 2 * options_.k(); }
+  void move_to(int64_t i, StepContext& ctx) override;
+  double final_scale() const override { return 1.0 / static_cast<double>(2 * options_.k()); }
+  void set_epoch(int64_t epoch, int64_t total_epochs) override;
+  std::string describe() const override;
+  double sigma() const { return sigma_; }
+  const NsoOptions& options() const { return options_; }
+
+ private:
+  NsoOptions options_;
+  double sigma_;
+};
+
+/// Everything the CLI and experiments need to build a method by name.
+struct MethodSpec {
+  TORCH_ARG(std::string, name) = "nso";  ///< sgd | wp-sgd | nso
+  TORCH_ARG(double, sigma) = 0.01;
+  TORCH_ARG(noise::NoiseLaw, law) = noise::NoiseLaw::kGaussian;
+  TORCH_ARG(noise::ScheduleKind, sigma_schedule) = noise::ScheduleKind::kConstant;
+  TORCH_ARG(int64_t, sigma_warmup_epochs) = 0;
+  TORCH_ARG(int64_t, k) = 1;
+  TORCH_ARG(bool, two_point) = true;
+};
+
+/// The method names make_method accepts, for help texts.
+const std::vector<std::string>& method_names();
+
+/// Builds the method; throws flatmin::Error on an unknown name or an invalid option (σ < 0, k < 1, ...).
+std::shared_ptr<PerturbationMethod> make_method(const MethodSpec& spec);
+
+}  // namespace flatmin::optim

@@ -1,0 +1,103 @@
+#pragma once
+/// PerturbedOptimizer: a torch::optim::Optimizer that runs a PerturbationMethod's step and hands the
+/// combined gradient to a base optimizer (SGD with momentum / weight decay, AdamW, ...).
+///
+///   auto base = std::make_shared<torch::optim::SGD>(model->parameters(), torch::optim::SGDOptions(0.1).momentum(0.9));
+///   PerturbedOptimizer opt(base, std::make_shared<Nso>(NsoOptions(0.01).k(1)));
+///   opt.track_buffers(model->buffers());      // BatchNorm statistics move once per step
+///   opt.step([&] { auto loss = loss_fn(model->forward(x), y); loss.backward(); return loss; });
+///
+/// Closure contract (LibTorch's): the closure runs once per evaluation point, with grad mode on, and
+/// must compute the loss and call backward(). It may call zero_grad() or not: unless
+/// accumulate_in_grad(true) is set, each evaluation's gradient is taken out of .grad before the next.
+///
+/// Parameter groups are shared in effect: this optimizer copies the base's groups at construction and
+/// pushes its own options (lr, ...) to the base before every base step, so LR schedulers, save/load and
+/// zero_grad act on this object. Parameters that do not require grad are never perturbed; parameters
+/// that receive no gradient keep an undefined .grad, so the base optimizer skips them.
+///
+/// Gradient clipping has one place: the combined gradient, just before the base step.
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include <ATen/core/Generator.h>
+#include <torch/arg.h>
+#include <torch/optim/optimizer.h>
+
+#include "flatmin/optim/perturbation_method.h"
+
+namespace flatmin::optim {
+
+struct PerturbedOptimizerOptions {
+  /// Seed of the method's random stream (noise).
+  TORCH_ARG(uint64_t, seed) = 0;
+  /// Clip the combined gradient to this global L2 norm before the base step (0 = off).
+  TORCH_ARG(double, max_grad_norm) = 0.0;
+  /// Set when the closure does not zero gradients: consecutive evaluations whose blend is {1, 1}
+  /// then accumulate directly in .grad, saving a parameter-sized buffer and a pass over it.
+  TORCH_ARG(bool, accumulate_in_grad) = false;
+};
+
+class PerturbedOptimizer : public torch::optim::Optimizer {
+ public:
+  PerturbedOptimizer(std::shared_ptr<torch::optim::Optimizer> base, std::shared_ptr<PerturbationMethod> method,
+                     PerturbedOptimizerOptions options = {});
+
+  /// One full step: every evaluation of the method, then the base optimizer's step.
+  /// Returns the mean of the closure's losses over the evaluation points (detached).
+  at::Tensor step(LossClosure closure) override;
+
+  /// BatchNorm running statistics (module->buffers()) whose update follows the method's policy.
+  /// Without it, every pass updates them as a plain forward pass would.
+  void track_buffers(std::vector<at::Tensor> buffers);
+
+  // The explicit form of step(), for hand-written loops:
+  //   begin_step(); for i < evaluations(): { move_to(i); forward; backward; accumulate(i, loss); } finish_step();
+  void begin_step();
+  void move_to(int64_t i);
+  void accumulate(int64_t i, const at::Tensor& loss = {});
+  void finish_step();
+  int64_t evaluations() const { return method_->evaluations(); }
+
+  /// Tells the method that a new epoch starts (schedules).
+  void set_epoch(int64_t epoch, int64_t total_epochs) { method_->set_epoch(epoch, total_epochs); }
+
+  PerturbationMethod& method() { return *method_; }
+  const PerturbationMethod& method() const { return *method_; }
+  torch::optim::Optimizer& base() { return *base_; }
+  int64_t steps_taken() const { return steps_; }
+  /// Gradient evaluations done so far (steps × evaluations per step).
+  int64_t gradient_evaluations() const { return gradient_evaluations_; }
+  /// Losses of the last step's evaluation points.
+  const std::vector<double>& last_losses() const { return last_losses_; }
+  const PerturbedOptimizerOptions& options() const { return options_; }
+
+  void save(torch::serialize::OutputArchive& archive) const override;
+  void load(torch::serialize::InputArchive& archive) override;
+
+ private:
+  void collect_params();
+  void push_options_to_base();
+
+  std::shared_ptr<torch::optim::Optimizer> base_;
+  std::shared_ptr<PerturbationMethod> method_;
+  PerturbedOptimizerOptions options_;
+  at::Generator generator_;
+
+  std::vector<at::Tensor> params_;    // the parameters that require grad
+  std::vector<at::Tensor> anchor_;    // W during a step
+  std::vector<at::Tensor> combined_;  // c, taken out of .grad while a pass runs
+  std::vector<at::Tensor> buffers_;   // tracked BatchNorm statistics
+  std::vector<at::Tensor> buffers_before_;
+  std::vector<at::Tensor> buffers_delta_sum_;
+  int64_t buffer_passes_counted_ = 0;
+  bool in_step_ = false;
+  bool grads_in_place_ = false;       // this pass accumulates straight into .grad
+  int64_t steps_ = 0;
+  int64_t gradient_evaluations_ = 0;
+  std::vector<double> last_losses_;
+};
+
+}  // namespace flatmin::optim

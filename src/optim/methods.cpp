@@ -1,0 +1,84 @@
+#include "flatmin/optim/methods.h"
+
+#include <cmath>
+#include <sstream>
+
+#include <ATen/ATen.h>
+
+#include "flatmin/core/error.h"
+
+namespace flatmin::optim {
+namespace {
+
+void validate(const NoiseOptions& options) { options.sigma().validate(); }
+
+// params ← W + U, U drawn in place (no extra buffer).
+void move_to_noisy_point(StepContext& ctx, const NoiseOptions& options, double sigma) {
+  for (size_t j = 0; j < ctx.params.size(); ++j) {
+    noise::fill_noise_(ctx.params[j], options.law(), sigma, ctx.generator);
+    ctx.params[j].add_(ctx.anchor[j]);
+  }
+}
+
+std::string noise_description(const NoiseOptions& options, double sigma) {
+  std::ostringstream out;
+  out << "sigma=" << sigma << " law=" << noise::to_string(options.law());
+  if (options.sigma().kind() != noise::ScheduleKind::kConstant)
+    out << " schedule=" << noise::to_string(options.sigma().kind()) << "(to " << options.sigma().sigma() << ")";
+  return out.str();
+}
+
+}  // namespace
+
+WpSgd::WpSgd(NoiseOptions options) : options_(std::move(options)) {
+  validate(options_);
+  sigma_ = options_.sigma().at(0, 1);
+}
+
+void WpSgd::move_to(int64_t i, StepContext& ctx) { move_to_noisy_point(ctx, options_, sigma_); }
+
+void WpSgd::set_epoch(int64_t epoch, int64_t total_epochs) { sigma_ = options_.sigma().at(epoch, total_epochs); }
+
+std::string WpSgd::describe() const { return "wp-sgd " + noise_description(options_, sigma_); }
+
+Nso::Nso(NsoOptions options) : options_(std::move(options)) {
+  validate(options_.noise());
+  check(options_.k() >= 1, "NSO: k (perturbations per step) must be >= 1, got " + std::to_string(options_.k()));
+  sigma_ = options_.noise().sigma().at(0, 1);
+}
+
+void Nso::move_to(int64_t i, StepContext& ctx) {
+  if (options_.two_point() && i % 2 == 1) {
+    // W − U = 2W − (W + U): the parameters hold W + U from the previous evaluation.
+    for (size_t j = 0; j < ctx.params.size(); ++j) ctx.params[j].neg_().add_(ctx.anchor[j], 2.0);
+    return;
+  }
+  move_to_noisy_point(ctx, options_.noise(), sigma_);
+}
+
+void Nso::set_epoch(int64_t epoch, int64_t total_epochs) { sigma_ = options_.noise().sigma().at(epoch, total_epochs); }
+
+std::string Nso::describe() const {
+  std::ostringstream out;
+  out << "nso k=" << options_.k() << (options_.two_point() ? " two-point " : " one-sided(no-negative) ")
+      << noise_description(options_.noise(), sigma_);
+  return out.str();
+}
+
+const std::vector<std::string>& method_names() {
+  static const std::vector<std::string> names{"sgd", "wp-sgd", "nso"};
+  return names;
+}
+
+std::shared_ptr<PerturbationMethod> make_method(const MethodSpec& spec) {
+  NoiseOptions noise = NoiseOptions(spec.sigma()).law(spec.law());
+  noise.sigma().kind(spec.sigma_schedule()).warmup_epochs(spec.sigma_warmup_epochs());
+  if (spec.name() == "sgd") return std::make_shared<NoPerturbation>();
+  if (spec.name() == "wp-sgd") return std::make_shared<WpSgd>(noise);
+  if (spec.name() == "nso") return std::make_shared<Nso>(NsoOptions().noise(noise).k(spec.k()).two_point(spec.two_point()));
+  std::string valid;
+  for (const auto& n : method_names()) valid += (valid.empty() ? "" : ", ") + n;
+  throw Error("unknown method '" + spec.name() + "' (valid: " + valid + ")");
+}
+
+}  // namespace flatmin::optim

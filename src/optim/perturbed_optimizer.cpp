@@ -1,0 +1,235 @@
+#include "flatmin/optim/perturbed_optimizer.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/nn/utils/clip_grad.h>
+#include <torch/serialize/archive.h>
+#include <torch/utils.h>
+
+#include "flatmin/core/error.h"
+
+namespace flatmin::optim {
+namespace {
+
+std::vector<torch::optim::OptimizerParamGroup> copy_groups(const torch::optim::Optimizer& base) {
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  for (const auto& group : base.param_groups()) groups.emplace_back(group);  // clones the options
+  return groups;
+}
+
+const torch::optim::Optimizer& require(const std::shared_ptr<torch::optim::Optimizer>& base) {
+  check(base != nullptr, "PerturbedOptimizer: base optimizer is null");
+  return *base;
+}
+
+}  // namespace
+
+PerturbedOptimizer::PerturbedOptimizer(std::shared_ptr<torch::optim::Optimizer> base,
+                                       std::shared_ptr<PerturbationMethod> method,
+                                       PerturbedOptimizerOptions options)
+    : torch::optim::Optimizer(copy_groups(require(base)), base->defaults().clone()),
+      base_(std::move(base)),
+      method_(std::move(method)),
+      options_(options),
+      generator_(at::make_generator<at::CPUGeneratorImpl>(options.seed())) {
+  check(method_ != nullptr, "PerturbedOptimizer: method is null");
+  check(method_->evaluations() >= 1, "PerturbedOptimizer: a method must evaluate at least one point");
+  check(options_.max_grad_norm() >= 0, "max_grad_norm must be >= 0");
+  collect_params();
+}
+
+void PerturbedOptimizer::collect_params() {
+  params_.clear();
+  for (const auto& group : param_groups_)
+    for (const auto& p : group.params())
+      if (p.requires_grad()) params_.push_back(p);
+  combined_.assign(params_.size(), at::Tensor());
+}
+
+void PerturbedOptimizer::track_buffers(std::vector<at::Tensor> buffers) { buffers_ = std::move(buffers); }
+
+void PerturbedOptimizer::push_options_to_base() {
+  auto& base_groups = base_->param_groups();
+  check(base_groups.size() == param_groups_.size(),
+        "PerturbedOptimizer: parameter groups were added to the base optimizer after wrapping it");
+  for (size_t g = 0; g < base_groups.size(); ++g) base_groups[g].set_options(param_groups_[g].options().clone());
+}
+
+void PerturbedOptimizer::begin_step() {
+  check(!in_step_, "PerturbedOptimizer: begin_step() called twice without finish_step()");
+  torch::NoGradGuard no_grad;
+  in_step_ = true;
+  last_losses_.clear();
+  if (method_->perturbs()) {
+    if (anchor_.size() != params_.size()) {
+      anchor_.clear();
+      for (const auto& p : params_) anchor_.push_back(at::empty_like(p));
+    }
+    for (size_t j = 0; j < params_.size(); ++j) anchor_[j].copy_(params_[j]);
+  }
+  // The combination starts empty: .grad of a parameter is undefined until a gradient arrives.
+  for (auto& p : params_) p.mutable_grad() = at::Tensor();
+  for (auto& c : combined_) c = at::Tensor();
+
+  const bool buffers_policy_matters = !buffers_.empty() && method_->evaluations() > 1;
+  if (buffers_policy_matters || (!buffers_.empty() && !method_->counts_for_buffers(0))) {
+    buffers_before_.clear();
+    buffers_delta_sum_.clear();
+    for (const auto& b : buffers_) {
+      buffers_before_.push_back(b.clone());
+      // Floating statistics accumulate the counted passes' updates; integer counters
+      // (num_batches_tracked) keep the value after a counted pass.
+      buffers_delta_sum_.push_back(b.is_floating_point() ? at::zeros_like(b) : b.clone());
+    }
+  } else {
+    buffers_before_.clear();
+  }
+  buffer_passes_counted_ = 0;
+}
+
+void PerturbedOptimizer::move_to(int64_t i) {
+  check(in_step_, "PerturbedOptimizer: move_to() outside begin_step()/finish_step()");
+  torch::NoGradGuard no_grad;
+  if (method_->perturbs()) {
+    StepContext ctx{params_, anchor_, combined_, generator_, steps_};
+    method_->move_to(i, ctx);
+  }
+  // Take the combination out of .grad so that this pass's gradient arrives alone, whatever the closure
+  // does to .grad. With accumulate_in_grad, a {1, 1} blend lets backward add into it directly instead.
+  const Blend b = method_->blend(i);
+  grads_in_place_ = options_.accumulate_in_grad() && i > 0 && b.keep == 1.0 && b.weight == 1.0;
+  if (!grads_in_place_) {
+    for (size_t j = 0; j < params_.size(); ++j) {
+      combined_[j] = params_[j].grad();
+      params_[j].mutable_grad() = at::Tensor();
+    }
+  }
+  // Every pass starts from the statistics before the step; accumulate() keeps the updates that count.
+  if (!buffers_before_.empty() && i > 0)
+    for (size_t j = 0; j < buffers_.size(); ++j) buffers_[j].copy_(buffers_before_[j]);
+}
+
+void PerturbedOptimizer::accumulate(int64_t i, const at::Tensor& loss) {
+  check(in_step_, "PerturbedOptimizer: accumulate() outside begin_step()/finish_step()");
+  torch::NoGradGuard no_grad;
+  if (loss.defined()) last_losses_.push_back(loss.item<double>());
+  if (!grads_in_place_) {
+    const Blend b = method_->blend(i);
+    for (size_t j = 0; j < params_.size(); ++j) {
+      at::Tensor g = params_[j].grad();
+      at::Tensor c = combined_[j];
+      at::Tensor result;
+      if (c.defined() && b.keep != 0.0) {
+        if (b.keep != 1.0) c.mul_(b.keep);
+        if (g.defined()) c.add_(g, b.weight);
+        result = c;
+      } else if (g.defined()) {
+        if (b.weight != 1.0) g.mul_(b.weight);
+        result = g;
+      }
+      params_[j].mutable_grad() = result;
+      combined_[j] = at::Tensor();
+    }
+  }
+  if (!buffers_before_.empty() && method_->counts_for_buffers(i)) {
+    for (size_t j = 0; j < buffers_.size(); ++j) {
+      if (buffers_[j].is_floating_point()) buffers_delta_sum_[j].add_(buffers_[j].sub_(buffers_before_[j]));
+      else buffers_delta_sum_[j].copy_(buffers_[j]);
+    }
+    ++buffer_passes_counted_;
+  }
+  ++gradient_evaluations_;
+}
+
+void PerturbedOptimizer::finish_step() {
+  check(in_step_, "PerturbedOptimizer: finish_step() without begin_step()");
+  torch::NoGradGuard no_grad;
+  if (method_->perturbs())
+    for (size_t j = 0; j < params_.size(); ++j) params_[j].copy_(anchor_[j]);  // exact restoration of W
+  if (!buffers_before_.empty()) {
+    // statistics = before + mean of the counted passes' updates; exactly unchanged when no pass moved them.
+    for (size_t j = 0; j < buffers_.size(); ++j) {
+      if (buffer_passes_counted_ == 0) {
+        buffers_[j].copy_(buffers_before_[j]);
+      } else if (buffers_[j].is_floating_point()) {
+        buffers_[j].copy_(buffers_before_[j]).add_(buffers_delta_sum_[j], 1.0 / buffer_passes_counted_);
+      } else {
+        buffers_[j].copy_(buffers_delta_sum_[j]);
+      }
+    }
+  }
+  const double scale = method_->final_scale();
+  for (auto& p : params_)
+    if (p.grad().defined() && scale != 1.0) p.mutable_grad().mul_(scale);
+  if (options_.max_grad_norm() > 0) torch::nn::utils::clip_grad_norm_(params_, options_.max_grad_norm());
+  push_options_to_base();
+  base_->step();
+  in_step_ = false;
+  ++steps_;
+}
+
+at::Tensor PerturbedOptimizer::step(LossClosure closure) {
+  if (!closure) {
+    check(!method_->perturbs() && method_->evaluations() == 1,
+          "PerturbedOptimizer::step: method '" + method_->name() + "' needs a closure (it evaluates " +
+              std::to_string(method_->evaluations()) + " points)");
+    push_options_to_base();
+    base_->step();
+    ++steps_;
+    gradient_evaluations_ += 1;
+    return {};
+  }
+  begin_step();
+  double loss_sum = 0;
+  for (int64_t i = 0; i < method_->evaluations(); ++i) {
+    move_to(i);
+    at::Tensor loss;
+    {
+      at::AutoGradMode enable_grad(true);
+      loss = closure();
+    }
+    accumulate(i, loss);
+  }
+  finish_step();
+  for (double l : last_losses_) loss_sum += l;
+  return last_losses_.empty() ? at::Tensor() : at::scalar_tensor(loss_sum / static_cast<double>(last_losses_.size()));
+}
+
+void PerturbedOptimizer::save(torch::serialize::OutputArchive& archive) const {
+  torch::serialize::OutputArchive base_archive(archive.compilation_unit());
+  base_->save(base_archive);
+  archive.write("base", base_archive);
+  torch::serialize::OutputArchive method_archive(archive.compilation_unit());
+  method_->save(method_archive);
+  archive.write("method", method_archive);
+  archive.write("method_name", c10::IValue(method_->name()));
+  archive.write("generator", generator_.get_state());
+  archive.write("steps", c10::IValue(steps_));
+  archive.write("gradient_evaluations", c10::IValue(gradient_evaluations_));
+}
+
+void PerturbedOptimizer::load(torch::serialize::InputArchive& archive) {
+  c10::IValue name;
+  archive.read("method_name", name);
+  check(name.isString() && name.toStringRef() == method_->name(),
+        "optimizer state was saved for method '" + (name.isString() ? name.toStringRef() : std::string("?")) +
+            "', not '" + method_->name() + "'");
+  torch::serialize::InputArchive base_archive;
+  archive.read("base", base_archive);
+  base_->load(base_archive);
+  torch::serialize::InputArchive method_archive;
+  archive.read("method", method_archive);
+  method_->load(method_archive);
+  at::Tensor state;
+  archive.read("generator", state);
+  generator_.set_state(state);
+  c10::IValue steps, evals;
+  archive.read("steps", steps);
+  archive.read("gradient_evaluations", evals);
+  steps_ = steps.toInt();
+  gradient_evaluations_ = evals.toInt();
+  // The base's groups carry the saved options (lr, ...): they are the truth now.
+  for (size_t g = 0; g < param_groups_.size() && g < base_->param_groups().size(); ++g)
+    param_groups_[g].set_options(base_->param_groups()[g].options().clone());
+}
+
+}  // namespace flatmin::optim
