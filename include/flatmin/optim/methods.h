@@ -38,6 +38,7 @@ class WpSgd final : public PerturbationMethod {
   void move_to(int64_t i, StepContext& ctx) override;
   void set_epoch(int64_t epoch, int64_t total_epochs) override;
   std::string describe() const override;
+  std::vector<std::pair<std::string, double>> scalars() const override { return {{"sigma", sigma_}}; }
   double sigma() const { return sigma_; }
 
  private:
@@ -72,6 +73,7 @@ class Nso final : public PerturbationMethod {
   double final_scale() const override { return 1.0 / static_cast<double>(2 * options_.k()); }
   void set_epoch(int64_t epoch, int64_t total_epochs) override;
   std::string describe() const override;
+  std::vector<std::pair<std::string, double>> scalars() const override { return {{"sigma", sigma_}}; }
   double sigma() const { return sigma_; }
   const NsoOptions& options() const { return options_; }
 

@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <ATen/Tensor.h>
@@ -71,6 +72,8 @@ class PerturbationMethod {
   virtual void set_epoch(int64_t epoch, int64_t total_epochs) {}
   /// One line describing the method and its current settings, for logs.
   virtual std::string describe() const { return name(); }
+  /// The method's current scalar settings worth logging each epoch (σ under a schedule, ρ, ...).
+  virtual std::vector<std::pair<std::string, double>> scalars() const { return {}; }
 
   /// Method state beyond the optimizer's (e.g. a variance estimate); none by default.
   virtual void save(torch::serialize::OutputArchive& archive) const {}

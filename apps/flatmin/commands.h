@@ -1,0 +1,15 @@
+#pragma once
+// The flatmin CLI: each subcommand registers its options on the app and returns the action to run.
+
+#include <functional>
+
+#include <CLI/CLI.hpp>
+
+namespace flatmin::cli {
+
+using Action = std::function<int()>;
+
+/// Adds `flatmin train`; the returned action runs it after parsing.
+Action add_train_command(CLI::App& app);
+
+}  // namespace flatmin::cli

@@ -1,0 +1,43 @@
+// flatmin command-line tool: a thin layer over the library. Errors a user can fix print one line and
+// exit non-zero (2: bad usage, 1: the run failed); no LibTorch backtraces.
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+#include <c10/util/Exception.h>
+
+#include "commands.h"
+#include "flatmin/core/error.h"
+#include "flatmin/core/runtime.h"
+
+int main(int argc, char** argv) {
+  flatmin::tune_malloc_for_training();
+  CLI::App app{
+      "flatmin: train neural networks toward flat minima (Noise Stability Optimization and its peers)\n"
+      "and measure flatness, on LibTorch.\n\n"
+      "Start with:  flatmin train            (NSO on Fashion-MNIST with the defaults)\n"
+      "             flatmin train --help     (every option, with its default)",
+      "flatmin"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", flatmin::version_string());
+  const flatmin::cli::Action train = flatmin::cli::add_train_command(app);
+  if (argc < 2) {
+    std::cerr << app.help() << "\nerror: missing command (try: flatmin train)\n";
+    return 2;
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;  // --help and --version exit 0; usage errors 2
+  }
+  try {
+    if (app.got_subcommand("train")) return train();
+    return 2;
+  } catch (const flatmin::Error& e) {
+    std::cerr << "error: " << e.what() << '\n';
+  } catch (const c10::Error& e) {
+    std::cerr << "error: " << e.what_without_backtrace() << '\n';
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << '\n';
+  }
+  return 1;
+}
