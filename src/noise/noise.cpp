@@ -3,8 +3,10 @@
 #include <cmath>
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 
 #include "flatmin/core/error.h"
+#include "philox_kernels.h"
 
 namespace flatmin::noise {
 
@@ -26,33 +28,82 @@ std::string to_string(NoiseLaw law) {
   return "?";
 }
 
-void fill_noise_(at::Tensor& out, NoiseLaw law, double sigma, c10::optional<at::Generator> generator) {
+namespace {
+
+// Blocks of 4 elements per parallel task: ~64k elements, enough to amortise the thread hand-off.
+constexpr int64_t kGrainBlocks = 1 << 14;
+
+detail::Law kernel_law(NoiseLaw law) {
+  switch (law) {
+    case NoiseLaw::kGaussian: return detail::Law::kGaussian;
+    case NoiseLaw::kLaplace: return detail::Law::kLaplace;
+    case NoiseLaw::kUniform: return detail::Law::kUniform;
+    case NoiseLaw::kRademacher: return detail::Law::kRademacher;
+  }
+  return detail::Law::kGaussian;
+}
+
+// out ← base + σ·x on contiguous CPU float/double storage (base may be undefined).
+void fill_contiguous(at::Tensor& out, const at::Tensor& base, NoiseLaw law, double sigma, uint64_t key) {
+  const int64_t n = out.numel();
+  const int64_t blocks = (n + 3) / 4;
+  const detail::Law kernel = kernel_law(law);
+  if (out.scalar_type() == at::kFloat) {
+    float* o = out.data_ptr<float>();
+    const float* b = base.defined() ? base.data_ptr<float>() : nullptr;
+    at::parallel_for(0, blocks, kGrainBlocks, [&](int64_t begin, int64_t end) {
+      detail::philox_fill_f32(o, b, n, begin, end, kernel, static_cast<float>(sigma), key);
+    });
+  } else {
+    double* o = out.data_ptr<double>();
+    const double* b = base.defined() ? base.data_ptr<double>() : nullptr;
+    at::parallel_for(0, blocks, kGrainBlocks, [&](int64_t begin, int64_t end) {
+      detail::philox_fill_f64(o, b, n, begin, end, kernel, sigma, key);
+    });
+  }
+}
+
+void draw(at::Tensor& out, const at::Tensor& base, NoiseLaw law, double sigma, uint64_t key) {
   check(sigma >= 0 && std::isfinite(sigma), "noise sigma must be finite and >= 0, got " + std::to_string(sigma));
-  if (sigma == 0) {
-    out.zero_();
+  check(out.defined(), "noise: output tensor is undefined");
+  check(!base.defined() || base.sizes() == out.sizes(), "noise: base and output shapes differ");
+  const bool direct = out.device().is_cpu() && out.is_contiguous() &&
+                      (out.scalar_type() == at::kFloat || out.scalar_type() == at::kDouble) &&
+                      (!base.defined() || (base.device().is_cpu() && base.is_contiguous() &&
+                                           base.scalar_type() == out.scalar_type() &&
+                                           !out.is_alias_of(base)));  // the kernel needs distinct buffers
+  if (direct) {
+    fill_contiguous(out, base, law, sigma, key);
     return;
   }
-  switch (law) {
-    case NoiseLaw::kGaussian:
-      out.normal_(0.0, sigma, generator);
-      return;
-    case NoiseLaw::kUniform: {
-      const double half_width = std::sqrt(3.0) * sigma;
-      out.uniform_(-half_width, half_width, generator);
-      return;
-    }
-    case NoiseLaw::kRademacher:
-      // {0,1} → {−σ, σ}: 0·2σ − σ and 2σ − σ are both exact in floating point.
-      out.bernoulli_(0.5, generator).mul_(2.0 * sigma).sub_(sigma);
-      return;
-    case NoiseLaw::kLaplace: {
-      // Inverse CDF: u ~ U(−½, ½), x = −b·sgn(u)·log(1 − 2|u|), b = σ/√2 (variance 2b² = σ²).
-      out.uniform_(-0.5, 0.5, generator);
-      const at::Tensor sign = out.sign();
-      out.abs_().mul_(-2.0).log1p_().mul_(sign).mul_(-sigma / std::sqrt(2.0));
-      return;
-    }
-  }
+  // Other devices, dtypes and layouts: draw the same values on the CPU in row-major order, then copy.
+  at::Tensor tmp = at::empty(out.sizes(), at::TensorOptions().dtype(at::kFloat));
+  fill_contiguous(tmp, at::Tensor(), law, sigma, key);
+  tmp = tmp.to(out.options());
+  if (base.defined()) out.copy_(base + tmp);
+  else out.copy_(tmp);
+}
+
+}  // namespace
+
+void fill_noise_(at::Tensor& out, NoiseLaw law, double sigma, uint64_t key) { draw(out, at::Tensor(), law, sigma, key); }
+
+void add_noise_(at::Tensor& out, const at::Tensor& base, NoiseLaw law, double sigma, uint64_t key) {
+  check(base.defined(), "add_noise_: base tensor is undefined");
+  draw(out, base, law, sigma, key);
+}
+
+uint64_t noise_key(uint64_t seed, uint64_t step, uint64_t draw, uint64_t tensor) {
+  // Chained SplitMix64 finalisers: every argument changes every bit of the key.
+  auto mix = [](uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+  };
+  uint64_t k = mix(seed + 0x9E3779B97F4A7C15ULL);
+  k = mix(k ^ (step + 0x632BE59BD9B4E019ULL));
+  k = mix(k ^ (draw + 0x8CB92BA72F3D8DD7ULL));
+  return mix(k ^ (tensor + 0xD1B54A32D192ED03ULL));
 }
 
 ScheduleKind parse_schedule_kind(const std::string& name) {

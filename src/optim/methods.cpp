@@ -12,12 +12,11 @@ namespace {
 
 void validate(const NoiseOptions& options) { options.sigma().validate(); }
 
-// params ← W + U, U drawn in place (no extra buffer).
-void move_to_noisy_point(StepContext& ctx, const NoiseOptions& options, double sigma) {
-  for (size_t j = 0; j < ctx.params.size(); ++j) {
-    noise::fill_noise_(ctx.params[j], options.law(), sigma, ctx.generator);
-    ctx.params[j].add_(ctx.anchor[j]);
-  }
+// params ← W + U_draw in one pass, U regenerable from (seed, step, draw, tensor): no buffer holds it.
+void move_to_noisy_point(StepContext& ctx, const NoiseOptions& options, double sigma, int64_t draw) {
+  for (size_t j = 0; j < ctx.params.size(); ++j)
+    noise::add_noise_(ctx.params[j], ctx.anchor[j], options.law(), sigma,
+                      noise::noise_key(ctx.seed, static_cast<uint64_t>(ctx.step), static_cast<uint64_t>(draw), j));
 }
 
 std::string noise_description(const NoiseOptions& options, double sigma) {
@@ -35,7 +34,7 @@ WpSgd::WpSgd(NoiseOptions options) : options_(std::move(options)) {
   sigma_ = options_.sigma().at(0, 1);
 }
 
-void WpSgd::move_to(int64_t i, StepContext& ctx) { move_to_noisy_point(ctx, options_, sigma_); }
+void WpSgd::move_to(int64_t i, StepContext& ctx) { move_to_noisy_point(ctx, options_, sigma_, 0); }
 
 void WpSgd::set_epoch(int64_t epoch, int64_t total_epochs) { sigma_ = options_.sigma().at(epoch, total_epochs); }
 
@@ -53,7 +52,7 @@ void Nso::move_to(int64_t i, StepContext& ctx) {
     for (size_t j = 0; j < ctx.params.size(); ++j) ctx.params[j].neg_().add_(ctx.anchor[j], 2.0);
     return;
   }
-  move_to_noisy_point(ctx, options_.noise(), sigma_);
+  move_to_noisy_point(ctx, options_.noise(), sigma_, options_.two_point() ? i / 2 : i);
 }
 
 void Nso::set_epoch(int64_t epoch, int64_t total_epochs) { sigma_ = options_.noise().sigma().at(epoch, total_epochs); }

@@ -1,6 +1,5 @@
 #include "flatmin/optim/perturbed_optimizer.h"
 
-#include <ATen/CPUGeneratorImpl.h>
 #include <torch/nn/utils/clip_grad.h>
 #include <torch/serialize/archive.h>
 #include <torch/utils.h>
@@ -29,8 +28,7 @@ PerturbedOptimizer::PerturbedOptimizer(std::shared_ptr<torch::optim::Optimizer> 
     : torch::optim::Optimizer(copy_groups(require(base)), base->defaults().clone()),
       base_(std::move(base)),
       method_(std::move(method)),
-      options_(options),
-      generator_(at::make_generator<at::CPUGeneratorImpl>(options.seed())) {
+      options_(options) {
   check(method_ != nullptr, "PerturbedOptimizer: method is null");
   check(method_->evaluations() >= 1, "PerturbedOptimizer: a method must evaluate at least one point");
   check(options_.max_grad_norm() >= 0, "max_grad_norm must be >= 0");
@@ -90,7 +88,7 @@ void PerturbedOptimizer::move_to(int64_t i) {
   check(in_step_, "PerturbedOptimizer: move_to() outside begin_step()/finish_step()");
   torch::NoGradGuard no_grad;
   if (method_->perturbs()) {
-    StepContext ctx{params_, anchor_, combined_, generator_, steps_};
+    StepContext ctx{params_, anchor_, combined_, options_.seed(), steps_};
     method_->move_to(i, ctx);
   }
   // Take the combination out of .grad so that this pass's gradient arrives alone, whatever the closure
@@ -202,7 +200,7 @@ void PerturbedOptimizer::save(torch::serialize::OutputArchive& archive) const {
   method_->save(method_archive);
   archive.write("method", method_archive);
   archive.write("method_name", c10::IValue(method_->name()));
-  archive.write("generator", generator_.get_state());
+  archive.write("seed", c10::IValue(static_cast<int64_t>(options_.seed())));
   archive.write("steps", c10::IValue(steps_));
   archive.write("gradient_evaluations", c10::IValue(gradient_evaluations_));
 }
@@ -219,10 +217,9 @@ void PerturbedOptimizer::load(torch::serialize::InputArchive& archive) {
   torch::serialize::InputArchive method_archive;
   archive.read("method", method_archive);
   method_->load(method_archive);
-  at::Tensor state;
-  archive.read("generator", state);
-  generator_.set_state(state);
-  c10::IValue steps, evals;
+  c10::IValue seed, steps, evals;
+  archive.read("seed", seed);
+  options_.seed(static_cast<uint64_t>(seed.toInt()));  // the run's noise stream continues
   archive.read("steps", steps);
   archive.read("gradient_evaluations", evals);
   steps_ = steps.toInt();

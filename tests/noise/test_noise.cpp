@@ -1,8 +1,8 @@
 // Noise laws: moments against their definitions; schedules against the paper's formulas.
 #include <cmath>
 
-#include <ATen/CPUGeneratorImpl.h>
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <gtest/gtest.h>
 
 #include "flatmin/core/error.h"
@@ -18,10 +18,9 @@ struct Moments {
   double mean, std, kurtosis, mean_abs;
 };
 
-Moments moments_of(NoiseLaw law, double sigma, uint64_t seed) {
-  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+Moments moments_of(NoiseLaw law, double sigma, uint64_t key) {
   at::Tensor x = at::empty({kSamples}, at::kDouble);
-  flatmin::noise::fill_noise_(x, law, sigma, gen);
+  flatmin::noise::fill_noise_(x, law, sigma, key);
   const double mean = x.mean().item<double>();
   const at::Tensor c = x - mean;
   const double var = c.pow(2).mean().item<double>();
@@ -55,33 +54,115 @@ INSTANTIATE_TEST_SUITE_P(AllLaws, NoiseLawTest,
                                            LawCase{NoiseLaw::kUniform, 1.8, std::sqrt(3.0) / 2.0},
                                            LawCase{NoiseLaw::kRademacher, 1.0, 1.0}));
 
+const NoiseLaw kLaws[] = {NoiseLaw::kGaussian, NoiseLaw::kLaplace, NoiseLaw::kUniform, NoiseLaw::kRademacher};
+
 TEST(Noise, RademacherIsExactlyPlusMinusSigmaAndUniformIsBounded) {
-  auto gen = at::make_generator<at::CPUGeneratorImpl>(7);
   at::Tensor x = at::empty({10000});
-  flatmin::noise::fill_noise_(x, NoiseLaw::kRademacher, 0.25f, gen);
+  flatmin::noise::fill_noise_(x, NoiseLaw::kRademacher, 0.25, 7);
   EXPECT_TRUE(((x == 0.25f) | (x == -0.25f)).all().item<bool>());
-  flatmin::noise::fill_noise_(x, NoiseLaw::kUniform, 0.25, gen);
+  flatmin::noise::fill_noise_(x, NoiseLaw::kUniform, 0.25, 7);
   EXPECT_LE(x.abs().max().item<double>(), std::sqrt(3.0) * 0.25 + 1e-6);
-  EXPECT_GT(x.abs().max().item<double>(), 0.9 * std::sqrt(3.0) * 0.25);
+  EXPECT_GT(x.abs().max().item<double>(), 0.99 * std::sqrt(3.0) * 0.25);
 }
 
-TEST(Noise, SameSeedSameDrawsDifferentSeedDifferentDraws) {
-  for (NoiseLaw law : {NoiseLaw::kGaussian, NoiseLaw::kLaplace, NoiseLaw::kUniform, NoiseLaw::kRademacher}) {
-    at::Tensor a = at::empty({1000}), b = at::empty({1000}), c = at::empty({1000});
-    flatmin::noise::fill_noise_(a, law, 1.0, at::make_generator<at::CPUGeneratorImpl>(5));
-    flatmin::noise::fill_noise_(b, law, 1.0, at::make_generator<at::CPUGeneratorImpl>(5));
-    flatmin::noise::fill_noise_(c, law, 1.0, at::make_generator<at::CPUGeneratorImpl>(6));
+TEST(Noise, GaussianPassesKolmogorovSmirnov) {
+  at::Tensor x = at::empty({1 << 20}, at::kDouble);
+  flatmin::noise::fill_noise_(x, NoiseLaw::kGaussian, 1.0, 99);
+  const at::Tensor sorted = std::get<0>(x.sort());
+  const at::Tensor cdf = 0.5 * (1 + at::erf(sorted / std::sqrt(2.0)));
+  const double n = static_cast<double>(x.numel());
+  const at::Tensor i = at::arange(x.numel(), at::kDouble);
+  const double d = std::max((i + 1 - cdf * n).max().item<double>(), (cdf * n - i).max().item<double>()) / n;
+  EXPECT_LT(d, 1.63 / std::sqrt(n));  // rejects at the 1% level
+}
+
+TEST(Noise, SameKeySameBitsOtherKeysIndependent) {
+  for (NoiseLaw law : kLaws) {
+    at::Tensor a = at::empty({100001}), b = at::empty({100001});
+    flatmin::noise::fill_noise_(a, law, 1.0, 5);
+    flatmin::noise::fill_noise_(b, law, 1.0, 5);
     EXPECT_TRUE(at::equal(a, b)) << flatmin::noise::to_string(law);
-    EXPECT_FALSE(at::equal(a, c)) << flatmin::noise::to_string(law);
+    // Keys that differ in one argument of noise_key: uncorrelated draws (5 standard errors).
+    const uint64_t base_key = flatmin::noise::noise_key(1, 2, 3, 4);
+    for (uint64_t other : {flatmin::noise::noise_key(2, 2, 3, 4), flatmin::noise::noise_key(1, 3, 3, 4),
+                           flatmin::noise::noise_key(1, 2, 4, 4), flatmin::noise::noise_key(1, 2, 3, 5)}) {
+      ASSERT_NE(other, base_key);
+      flatmin::noise::fill_noise_(a, law, 1.0, base_key);
+      flatmin::noise::fill_noise_(b, law, 1.0, other);
+      const double corr = ((a - a.mean()) * (b - b.mean())).mean().item<double>() /
+                          (a.std(false) * b.std(false)).item<double>();
+      EXPECT_LT(std::abs(corr), 5.0 / std::sqrt(100001.0)) << flatmin::noise::to_string(law);
+    }
+  }
+}
+
+TEST(Noise, NeighbouringElementsAndQuartersAreUncorrelated) {
+  // A Philox block feeds elements b, b+Q, b+2Q, b+3Q (Box-Muller pairs among them): check those and
+  // adjacent elements for correlation.
+  const int64_t n = 1 << 20, q = n / 4;
+  at::Tensor x = at::empty({n}, at::kDouble);
+  flatmin::noise::fill_noise_(x, NoiseLaw::kGaussian, 1.0, 3);
+  auto corr = [](const at::Tensor& a, const at::Tensor& b) {
+    return ((a - a.mean()) * (b - b.mean())).mean().item<double>() / (a.std(false) * b.std(false)).item<double>();
+  };
+  const double tolerance = 5.0 / std::sqrt(static_cast<double>(q));
+  EXPECT_LT(std::abs(corr(x.narrow(0, 0, q), x.narrow(0, q, q))), tolerance);          // a Box-Muller pair
+  EXPECT_LT(std::abs(corr(x.narrow(0, 0, q), x.narrow(0, 2 * q, q))), tolerance);      // same block, other pair
+  EXPECT_LT(std::abs(corr(x.narrow(0, 0, n - 1), x.narrow(0, 1, n - 1))), tolerance);  // neighbours
+  // The squares of a Box-Muller pair are independent too (a bad angle would couple them).
+  EXPECT_LT(std::abs(corr(x.narrow(0, 0, q).pow(2), x.narrow(0, q, q).pow(2))), tolerance);
+}
+
+TEST(Noise, DrawsDoNotDependOnThreadCountLayoutOrDtype) {
+  const int64_t n = 300007;  // several parallel tasks, and a short last quarter
+  for (NoiseLaw law : kLaws) {
+    at::set_num_threads(1);
+    at::Tensor one = at::empty({n});
+    flatmin::noise::fill_noise_(one, law, 0.5, 11);
+    at::set_num_threads(2);
+    at::Tensor two = at::empty({n});
+    flatmin::noise::fill_noise_(two, law, 0.5, 11);
+    at::set_num_threads(1);
+    EXPECT_TRUE(at::equal(one, two)) << flatmin::noise::to_string(law);
+
+    // A non-contiguous view gets the values of the contiguous tensor of its shape, in row-major order.
+    at::Tensor contiguous = at::empty({301, 997});
+    flatmin::noise::fill_noise_(contiguous, law, 0.5, 12);
+    at::Tensor storage = at::empty({997, 301});
+    at::Tensor view = storage.t();
+    flatmin::noise::fill_noise_(view, law, 0.5, 12);
+    EXPECT_TRUE(at::equal(view, contiguous)) << flatmin::noise::to_string(law);
+
+    // float64 draws the same values (made in float) as float32.
+    at::Tensor d = at::empty({n}, at::kDouble);
+    flatmin::noise::fill_noise_(d, law, 1.0, 13);
+    at::Tensor f = at::empty({n});
+    flatmin::noise::fill_noise_(f, law, 1.0, 13);
+    EXPECT_TRUE(at::equal(d.to(at::kFloat), f)) << flatmin::noise::to_string(law);
+  }
+}
+
+TEST(Noise, AddNoiseEqualsBasePlusTheSameDraw) {
+  for (NoiseLaw law : kLaws) {
+    const at::Tensor base = at::randn({1001});
+    at::Tensor noise = at::empty({1001}), sum = at::empty({1001});
+    flatmin::noise::fill_noise_(noise, law, 0.3, 21);
+    flatmin::noise::add_noise_(sum, base, law, 0.3, 21);
+    EXPECT_TRUE(at::equal(sum, base + noise)) << flatmin::noise::to_string(law);
+    at::Tensor in_place = base.clone();
+    flatmin::noise::add_noise_(in_place, in_place, law, 0.3, 21);
+    EXPECT_TRUE(at::equal(in_place, sum));
   }
 }
 
 TEST(Noise, ZeroSigmaGivesZerosAndBadSigmaIsRejected) {
   at::Tensor x = at::ones({100});
-  flatmin::noise::fill_noise_(x, NoiseLaw::kLaplace, 0.0, c10::nullopt);
+  flatmin::noise::fill_noise_(x, NoiseLaw::kLaplace, 0.0, 1);
   EXPECT_TRUE(at::equal(x, at::zeros({100})));
-  EXPECT_THROW(flatmin::noise::fill_noise_(x, NoiseLaw::kGaussian, -0.1, c10::nullopt), flatmin::Error);
-  EXPECT_THROW(flatmin::noise::fill_noise_(x, NoiseLaw::kGaussian, NAN, c10::nullopt), flatmin::Error);
+  EXPECT_THROW(flatmin::noise::fill_noise_(x, NoiseLaw::kGaussian, -0.1, 1), flatmin::Error);
+  EXPECT_THROW(flatmin::noise::fill_noise_(x, NoiseLaw::kGaussian, NAN, 1), flatmin::Error);
+  at::Tensor wrong = at::ones({99});
+  EXPECT_THROW(flatmin::noise::add_noise_(x, wrong, NoiseLaw::kGaussian, 0.1, 1), flatmin::Error);
 }
 
 TEST(Noise, ParsesNamesAndRejectsUnknownOnes) {

@@ -183,7 +183,7 @@ TEST(Trainer, ConfigSerialisesEveryChoice) {
 }
 
 // End to end on the real data: NSO trains the paper's MLP on a 5,000-example Fashion-MNIST subset.
-// Measured: 83.55% test accuracy (2,000 test examples, seed 0) after 3 epochs; a broken update, noise that does not
+// Measured: 83.4% test accuracy (2,000 test examples, seed 0) after 3 epochs; a broken update, noise that does not
 // cancel, or a bad split lands far below the threshold.
 TEST(EndToEnd, NsoTrainsTheMlpOnFashionMnist) {
   const data::TrainTest fmnist = data::load_fashion_mnist(data::default_fashion_mnist_dir());

@@ -16,7 +16,6 @@
 #include <vector>
 
 #include <ATen/Tensor.h>
-#include <ATen/core/Generator.h>
 
 namespace torch::serialize {
 class OutputArchive;
@@ -40,8 +39,9 @@ struct StepContext {
   const std::vector<at::Tensor>& anchor;
   /// The combination c after evaluations 0 … i−1 (each entry undefined where no gradient has arrived).
   const std::vector<at::Tensor>& combined;
-  /// The method's random stream (seeded by the optimizer; saved and restored with it).
-  at::Generator& generator;
+  /// Seed of the method's noise: draw d of this step for parameter j uses
+  /// noise::noise_key(seed, step, d, j), so every draw can be regenerated from the step count alone.
+  uint64_t seed;
   /// Steps completed before this one.
   int64_t step;
 };

@@ -22,7 +22,6 @@
 #include <memory>
 #include <vector>
 
-#include <ATen/core/Generator.h>
 #include <torch/arg.h>
 #include <torch/optim/optimizer.h>
 
@@ -31,7 +30,7 @@
 namespace flatmin::optim {
 
 struct PerturbedOptimizerOptions {
-  /// Seed of the method's random stream (noise).
+  /// Seed of the method's noise (counter-based: see noise::noise_key).
   TORCH_ARG(uint64_t, seed) = 0;
   /// Clip the combined gradient to this global L2 norm before the base step (0 = off).
   TORCH_ARG(double, max_grad_norm) = 0.0;
@@ -84,7 +83,6 @@ class PerturbedOptimizer : public torch::optim::Optimizer {
   std::shared_ptr<torch::optim::Optimizer> base_;
   std::shared_ptr<PerturbationMethod> method_;
   PerturbedOptimizerOptions options_;
-  at::Generator generator_;
 
   std::vector<at::Tensor> params_;    // the parameters that require grad
   std::vector<at::Tensor> anchor_;    // W during a step
