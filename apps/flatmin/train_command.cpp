@@ -15,6 +15,7 @@
 #include "flatmin/core/error.h"
 #include "flatmin/core/runtime.h"
 #include "flatmin/data/dataset.h"
+#include "flatmin/training/checkpoint.h"
 #include "flatmin/training/metrics_log.h"
 #include "flatmin/training/run.h"
 
@@ -204,7 +205,9 @@ int run_train(const TrainArgs& a) {
   summary["total_seconds"] = seconds;
   summary["threads"] = thread_counts.torch_intra_op;
   training::write_text_file(out_dir + "/summary.json", summary.dump(2) + "\n");
-  if (!a.no_save_model) torch::save(run.model.module(), out_dir + "/model.pt");
+  if (!a.no_save_model)
+    training::save_checkpoint(out_dir + "/model.ckpt", run.spec, run.model, config.to_json(), run.splits.channel_mean,
+                              run.splits.channel_std, a.epochs);
 
   progress.line("final test accuracy " + percent(last.test.accuracy) + " (loss " + num(last.test.loss) + ") after " +
                 std::to_string(a.epochs) + " epochs, " + num(seconds, "%.1f") + " s | " + out_dir + "/metrics.csv");
@@ -221,7 +224,7 @@ Action add_train_command(CLI::App& app) {
       "k perturbations U_j ~ P (mean 0, std σ per weight) and hands G = 1/(2k)·Σ_j [g(W+U_j) + g(W−U_j)] to the\n"
       "base optimizer; the ±U pair cancels the first-order noise. Cost: 2k gradient evaluations per step.\n"
       "WP-SGD uses one-sided noise, g(W+U) (cost 1); sgd uses g(W).\n\n"
-      "Writes <out>/config.json, metrics.csv + metrics.jsonl (one row per epoch), summary.json, model.pt.\n\n"
+      "Writes <out>/config.json, metrics.csv + metrics.jsonl (one row per epoch), summary.json, model.ckpt.\n\n"
       "Examples:\n"
       "  flatmin train                                   # NSO, MLP, Fashion-MNIST, 10 epochs\n"
       "  flatmin train --method sgd --out runs/sgd       # the baseline\n"
@@ -314,7 +317,7 @@ Action add_train_command(CLI::App& app) {
   cmd->add_option("--train-eval-size", args->train_eval_size, "Training examples scored per epoch (0 = all)")
       ->check(integer_in(0))
       ->group(run_group);
-  cmd->add_flag("--no-save-model", args->no_save_model, "Do not write model.pt")->group(run_group);
+  cmd->add_flag("--no-save-model", args->no_save_model, "Do not write model.ckpt")->group(run_group);
 
   return [args] { return run_train(*args); };
 }

@@ -12,6 +12,7 @@
 #include "flatmin/optim/methods.h"
 #include "flatmin/optim/perturbation_method.h"
 #include "flatmin/optim/perturbed_optimizer.h"
+#include "flatmin/training/checkpoint.h"
 #include "flatmin/training/lr_schedule.h"
 #include "flatmin/training/metrics_log.h"
 #include "flatmin/training/progress.h"

@@ -87,6 +87,8 @@ void PerturbedOptimizer::begin_step() {
 void PerturbedOptimizer::move_to(int64_t i) {
   check(in_step_, "PerturbedOptimizer: move_to() outside begin_step()/finish_step()");
   torch::NoGradGuard no_grad;
+  // The method sees the combination so far (SAM's ascent direction is the gradient of pass 0).
+  for (size_t j = 0; j < params_.size(); ++j) combined_[j] = params_[j].grad();
   if (method_->perturbs()) {
     StepContext ctx{params_, anchor_, combined_, options_.seed(), steps_};
     method_->move_to(i, ctx);
@@ -95,11 +97,10 @@ void PerturbedOptimizer::move_to(int64_t i) {
   // does to .grad. With accumulate_in_grad, a {1, 1} blend lets backward add into it directly instead.
   const Blend b = method_->blend(i);
   grads_in_place_ = options_.accumulate_in_grad() && i > 0 && b.keep == 1.0 && b.weight == 1.0;
-  if (!grads_in_place_) {
-    for (size_t j = 0; j < params_.size(); ++j) {
-      combined_[j] = params_[j].grad();
-      params_[j].mutable_grad() = at::Tensor();
-    }
+  if (grads_in_place_) {
+    for (auto& c : combined_) c = at::Tensor();
+  } else {
+    for (auto& p : params_) p.mutable_grad() = at::Tensor();
   }
   // Every pass starts from the statistics before the step; accumulate() keeps the updates that count.
   if (!buffers_before_.empty() && i > 0)

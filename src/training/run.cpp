@@ -57,6 +57,7 @@ RunResult run_training(const RunConfig& config, const data::TrainTest& data, con
   spec.in_channels(run.splits.train.inputs.size(1))
       .image_size(run.splits.train.inputs.size(2))
       .num_classes(run.splits.train.num_classes);
+  run.spec = spec;
   run.model = models::make_model(spec);
   run.parameter_count = models::count_parameters(*run.model.module());
 

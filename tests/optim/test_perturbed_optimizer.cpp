@@ -258,3 +258,39 @@ TEST(Methods, SigmaScheduleReachesTheMethodThroughSetEpoch) {
 }
 
 }  // namespace
+
+namespace {
+
+// Unnormalised SAM written as a test method: point 1 = W + ρ·g(W), where g(W) is what the optimizer
+// shows the method as the combination after pass 0; only the gradient at point 1 is kept.
+class AscentAlongGradient final : public PerturbationMethod {
+ public:
+  explicit AscentAlongGradient(double rho) : rho_(rho) {}
+  std::string name() const override { return "test-usam"; }
+  int64_t evaluations() const override { return 2; }
+  void move_to(int64_t i, StepContext& ctx) override {
+    if (i == 0) return;  // W itself
+    for (size_t j = 0; j < ctx.params.size(); ++j) ctx.params[j].add_(ctx.combined[j], rho_);
+  }
+  Blend blend(int64_t i) const override { return {0.0, 1.0}; }  // replace: keep g(W + δ) only
+
+ private:
+  double rho_;
+};
+
+TEST(PerturbedOptimizer, MethodsSeeTheGradientOfEarlierPasses) {
+  const Quadratic q;
+  const at::Tensor w0 = at::randn({kDim}, at::kDouble);
+  for (bool in_grad : {false, true}) {
+    OneParamRun run(w0, std::make_shared<AscentAlongGradient>(0.1), 1.0,
+                    PerturbedOptimizerOptions().accumulate_in_grad(in_grad));
+    run.step([&](const at::Tensor& w) { return q.loss(w); }, /*closure_zeroes_grad=*/!in_grad);
+    // USAM on a quadratic: ∇f(w + ρ∇f(w)) = (I + ρA)∇f(w).
+    const at::Tensor g = q.grad(w0);
+    const at::Tensor expected = g + 0.1 * q.A.mv(g);
+    EXPECT_TRUE(at::allclose(w0 - run.w.detach(), expected, 1e-10, 1e-10)) << "accumulate_in_grad " << in_grad;
+    EXPECT_TRUE(at::allclose(run.points[1], w0 + 0.1 * g, 1e-12, 1e-12));
+  }
+}
+
+}  // namespace

@@ -35,6 +35,7 @@ struct RunConfig {
 
 struct RunResult {
   std::vector<EpochMetrics> history;
+  models::ModelSpec spec;  ///< the model as built (channels, size and classes filled in)
   models::Model model;
   std::shared_ptr<optim::PerturbedOptimizer> optimizer;
   data::Splits splits;

@@ -1,0 +1,51 @@
+#pragma once
+/// Self-describing checkpoints: the model's spec (to rebuild it), its parameters and buffers, the run's
+/// config, the data normalisation and, optionally, the optimizer's state — in a LibTorch archive wrapped
+/// in a small header with a format version, the payload length and a CRC-32, written atomically
+/// (temporary file, fsync, rename). A truncated or corrupted file is rejected with an error naming it.
+///
+/// File: "FLATMINC" | u32 version | u64 payload bytes | u32 crc32(payload) | payload (torch archive).
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include <ATen/Tensor.h>
+
+#include "flatmin/models/models.h"
+
+namespace torch::optim {
+class Optimizer;
+}
+
+namespace flatmin::training {
+
+constexpr uint32_t kCheckpointVersion = 1;
+
+struct CheckpointContents {
+  models::ModelSpec spec;
+  models::Model model;        ///< rebuilt from `spec`, weights loaded
+  std::string config_json;    ///< the run's RunConfig (may be "{}")
+  at::Tensor channel_mean;    ///< data normalisation used in training (may be undefined)
+  at::Tensor channel_std;
+  int64_t epoch = 0;          ///< epochs completed when written
+};
+
+/// Writes a checkpoint of `model` (built from `spec`). When `optimizer` is given its state is saved too.
+void save_checkpoint(const std::string& path, const models::ModelSpec& spec, const models::Model& model,
+                     const std::string& config_json, const at::Tensor& channel_mean, const at::Tensor& channel_std,
+                     int64_t epoch, const torch::optim::Optimizer* optimizer = nullptr);
+
+/// Reads a checkpoint and rebuilds its model. Throws flatmin::Error "<path>: <problem>" on a missing,
+/// truncated, corrupted or foreign file, or an unsupported version.
+CheckpointContents load_checkpoint(const std::string& path);
+
+/// Loads the optimizer state stored in the checkpoint at `path` into `optimizer` (which must be built over
+/// the parameters of the model that load_checkpoint returned). Throws flatmin::Error when there is none.
+void load_optimizer_state(const std::string& path, torch::optim::Optimizer& optimizer);
+
+/// The parsing behind load_checkpoint, on bytes in memory (`name` appears in error messages); for the
+/// fuzzer and tests.
+CheckpointContents parse_checkpoint(const unsigned char* bytes, size_t size, const std::string& name);
+
+}  // namespace flatmin::training
