@@ -24,7 +24,8 @@ namespace {
 struct Args {
   std::vector<std::string> models{"mlp", "cnn"};
   std::vector<int64_t> batches{32, 128};
-  std::vector<std::string> methods{"sgd", "wp-sgd", "nso", "nso-k2", "nso-no-negative"};
+  std::vector<std::string> methods{"sgd",  "wp-sgd", "nso",  "nso-k2", "nso-no-negative", "sam",
+                                   "usam", "asam",   "rsam", "bsam",   "crsam"};
   int threads = 1;
   int rounds = 9;
   int steps = 0;  // per round; 0 = about 0.3 s of SGD
@@ -44,6 +45,7 @@ std::vector<std::string> split(const std::string& s) {
 optim::MethodSpec spec_for(const std::string& name) {
   if (name == "nso-k2") return optim::MethodSpec().name("nso").k(2);
   if (name == "nso-no-negative") return optim::MethodSpec().name("nso").two_point(false);
+  if (name == "bsam") return optim::MethodSpec().name("bsam").bsam_train_size(60000);
   return optim::MethodSpec().name(name);
 }
 
@@ -87,9 +89,9 @@ int main(int argc, char** argv) {
       for (const auto& method : a.methods) {
         torch::manual_seed(1);
         Bench b{method, models::make_model(models::ModelSpec().name(model_name)), nullptr, {}};
-        auto base = optim::make_base_optimizer(b.model->parameters(), optim::BaseOptimizerOptions().lr(0.01));
-        b.opt = std::make_shared<optim::PerturbedOptimizer>(base, optim::make_method(spec_for(method)),
-                                                            optim::PerturbedOptimizerOptions().accumulate_in_grad(true));
+        b.opt = optim::make_perturbed_optimizer(b.model->parameters(), spec_for(method),
+                                                optim::BaseOptimizerOptions().lr(0.01),
+                                                optim::PerturbedOptimizerOptions().accumulate_in_grad(true));
         b.opt->track_buffers(b.model->buffers());
         benches.push_back(std::move(b));
       }

@@ -12,4 +12,7 @@ using Action = std::function<int()>;
 /// Adds `flatmin train`; the returned action runs it after parsing.
 Action add_train_command(CLI::App& app);
 
+/// Adds `flatmin geometry` (flatness measurements of a checkpoint); the returned action runs it after parsing.
+Action add_geometry_command(CLI::App& app);
+
 }  // namespace flatmin::cli

@@ -15,11 +15,13 @@ int main(int argc, char** argv) {
       "flatmin: train neural networks toward flat minima (Noise Stability Optimization and its peers)\n"
       "and measure flatness, on LibTorch.\n\n"
       "Start with:  flatmin train            (NSO on Fashion-MNIST with the defaults)\n"
-      "             flatmin train --help     (every option, with its default)",
+      "             flatmin train --help     (every option, with its default)\n"
+      "             flatmin geometry --checkpoint runs/<run>   (flatness of a trained model)",
       "flatmin"};
   app.require_subcommand(1);
   app.set_version_flag("--version", flatmin::version_string());
   const flatmin::cli::Action train = flatmin::cli::add_train_command(app);
+  const flatmin::cli::Action geometry = flatmin::cli::add_geometry_command(app);
   if (argc < 2) {
     std::cerr << app.help() << "\nerror: missing command (try: flatmin train)\n";
     return 2;
@@ -31,6 +33,7 @@ int main(int argc, char** argv) {
   }
   try {
     if (app.got_subcommand("train")) return train();
+    if (app.got_subcommand("geometry")) return geometry();
     return 2;
   } catch (const flatmin::Error& e) {
     std::cerr << "error: " << e.what() << '\n';

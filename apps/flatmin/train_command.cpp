@@ -31,6 +31,27 @@ struct TrainArgs {
   std::string noise = "gaussian";
   std::string sigma_schedule = "constant";
   int64_t sigma_warmup_epochs = 0;
+  // SAM family (negative = the method's default / off)
+  double rho = -1.0;
+  double asam_eta = 0.01;
+  double rsam_sigma = 0.01;
+  double rsam_lambda = 2.0;
+  double rsam_sigma_start = -1.0;
+  double rsam_rho_end = -1.0;
+  int64_t bsam_train_size = 0;
+  double bsam_prior_precision = 25.0;
+  double bsam_damping = 0.1;
+  double bsam_init_precision = 1.0;
+  double bsam_beta1 = 0.9;
+  double bsam_beta2 = 0.999;
+  double crsam_alpha = 0.1;
+  double crsam_beta = 0.01;
+  // regularisation and augmentation
+  double label_smoothing = 0.0;
+  double l2sp = 0.0;
+  bool augment = false;
+  int64_t augment_padding = 4;
+  bool no_flip = false;
   // model
   std::string model = "mlp";
   int64_t width = 0;
@@ -45,7 +66,7 @@ struct TrainArgs {
   std::string optimizer = "sgd";
   int64_t epochs = 10;
   int64_t batch_size = 64;
-  double lr = 0.05;
+  double lr = -1.0;  // negative: 0.05, or bSAM's α 0.5 for bsam
   double momentum = 0.9;
   bool nesterov = false;
   double weight_decay = 0.0;
@@ -90,7 +111,21 @@ training::RunConfig to_config(const TrainArgs& a) {
                   .sigma_schedule(noise::parse_schedule_kind(a.sigma_schedule))
                   .sigma_warmup_epochs(a.sigma_warmup_epochs)
                   .k(a.k)
-                  .two_point(!a.no_negative))
+                  .two_point(!a.no_negative)
+                  .rho(a.rho)
+                  .asam_eta(a.asam_eta)
+                  .rsam_sigma(a.rsam_sigma)
+                  .rsam_lambda(a.rsam_lambda)
+                  .rsam_sigma_start(a.rsam_sigma_start)
+                  .rsam_rho_end(a.rsam_rho_end)
+                  .bsam_train_size(a.bsam_train_size)
+                  .bsam_prior_precision(a.bsam_prior_precision)
+                  .bsam_damping(a.bsam_damping)
+                  .bsam_init_precision(a.bsam_init_precision)
+                  .bsam_beta1(a.bsam_beta1)
+                  .bsam_beta2(a.bsam_beta2)
+                  .crsam_alpha(a.crsam_alpha)
+                  .crsam_beta(a.crsam_beta))
       .model(models::ModelSpec().name(a.model).width(a.width))
       .split(data::SplitOptions()
                  .val_size(a.val_size)
@@ -100,7 +135,7 @@ training::RunConfig to_config(const TrainArgs& a) {
                  .normalize(!a.no_normalize))
       .optimizer(optim::BaseOptimizerOptions()
                      .name(a.optimizer)
-                     .lr(a.lr)
+                     .lr(a.lr >= 0 ? a.lr : (a.method == "bsam" ? 0.5 : 0.05))
                      .momentum(a.momentum)
                      .nesterov(a.nesterov)
                      .weight_decay(a.weight_decay))
@@ -111,8 +146,11 @@ training::RunConfig to_config(const TrainArgs& a) {
                                     .kind(training::parse_lr_schedule(a.lr_schedule))
                                     .step_epochs(a.lr_step_epochs)
                                     .gamma(a.lr_gamma))
-                   .train_eval_size(a.train_eval_size))
+                   .train_eval_size(a.train_eval_size)
+                   .augment(data::AugmentOptions().enabled(a.augment).padding(a.augment_padding).flip(!a.no_flip)))
       .max_grad_norm(a.max_grad_norm)
+      .loss(training::LossOptions().label_smoothing(a.label_smoothing))
+      .l2sp(a.l2sp)
       .seed(a.seed);
 }
 
@@ -150,6 +188,7 @@ int run_train(const TrainArgs& a) {
                                     : (a.model == "mlp" ? 1 : std::max(1, static_cast<int>(std::thread::hardware_concurrency())));
   const ThreadCounts thread_counts = set_num_threads(threads);
   const training::RunConfig config = to_config(a);  // parses names: fails before any work
+  optim::check_base_for_method(config.method(), config.optimizer());
   const std::string out_dir =
       a.out.empty() ? "runs/" + a.method + "-" + a.model + "-seed" + std::to_string(a.seed) : a.out;
   training::Progress progress(training::parse_progress_mode(a.progress));
@@ -218,22 +257,45 @@ int run_train(const TrainArgs& a) {
 
 Action add_train_command(CLI::App& app) {
   auto args = std::make_shared<TrainArgs>();
-  CLI::App* cmd = app.add_subcommand("train", "Train a model with SGD, WP-SGD or Noise Stability Optimization (NSO)");
+  CLI::App* cmd = app.add_subcommand(
+      "train", "Train a model with SGD, WP-SGD, NSO or the SAM family (SAM, USAM, ASAM, RSAM, bSAM, CR-SAM)");
   cmd->footer(
-      "NSO (Algorithm 1 of the NSO paper) minimises F(W) = E_U[f(W+U)] ≈ f(W) + σ²/2·Tr∇²f(W): each step draws\n"
-      "k perturbations U_j ~ P (mean 0, std σ per weight) and hands G = 1/(2k)·Σ_j [g(W+U_j) + g(W−U_j)] to the\n"
-      "base optimizer; the ±U pair cancels the first-order noise. Cost: 2k gradient evaluations per step.\n"
-      "WP-SGD uses one-sided noise, g(W+U) (cost 1); sgd uses g(W).\n\n"
-      "Writes <out>/config.json, metrics.csv + metrics.jsonl (one row per epoch), summary.json, model.ckpt.\n\n"
+      "Every method evaluates the minibatch gradient g at some points around W, combines them into G and hands G\n"
+      "to the base optimizer at W (restored exactly); 'cost' = gradient evaluations per step (SGD = 1). Norms are\n"
+      "global over all weights, ‖·‖ + 1e-12 in denominators.\n"
+      "  sgd     G = g(W).  Cost 1.\n"
+      "  wp-sgd  U ~ P (mean 0, std σ per weight), G = g(W+U).  Cost 1.\n"
+      "  nso     U_j ~ P, G = 1/(2k)·Σ_j [g(W+U_j) + g(W−U_j)]: minimises E_U[f(W+U)] ≈ f(W) + σ²/2·Tr∇²f(W)\n"
+      "          (NSO paper, Algorithm 1); the ±U pair cancels the first-order noise.  Cost 2k.\n"
+      "  sam     δ = ρ·g/‖g‖, G = g(W+δ) (Foret et al. 2021).  Cost 2.\n"
+      "  usam    δ = ρ·g, G = g(W+δ) (unnormalised SAM).  Cost 2.\n"
+      "  asam    T = |W| + η (element-wise), δ = ρ·T²g/‖Tg‖, G = g(W+δ) (Kwon et al. 2021).  Cost 2.\n"
+      "  rsam    δ_j = σ·‖W_j‖·z_j per output unit j (z ~ N(0,I); whole tensor for biases), g̃ = g(W+δ),\n"
+      "          v = λ·g̃ + δ, ε = ρ·v/‖v‖, G = g(W+ε) (Liu et al. 2022, the authors' code).  Cost 2.\n"
+      "  bsam    θ = W + z/√(N·s), g = g(θ), ε = ρ·g/s, G = g(W+ε), h = √s·|g|; its own update replaces the\n"
+      "          base optimizer: m ← β1·m + (1−β1)(G + δW), W ← W − lr·m/s, s ← β2·s + (1−β2)(h + γ + δ),\n"
+      "          δ = prior precision/N, γ = damping, s starts at the initial precision (Möllenhoff & Khan\n"
+      "          2023). --lr is its α (the paper: 0.5-1); --optimizer/--momentum/--weight-decay do not apply.  Cost 2.\n"
+      "  crsam   v = g/‖g‖, g_w = g(W+ρv), g_b = g(W−ρv), G = g_w + α(g_w + g_b − 2g) + β(g_w − g_b): SAM plus the\n"
+      "          gradient of α·[L(W+ρv)+L(W−ρv)−2L(W)] + β·[L(W+ρv)−L(W−ρv)], the finite-difference curvature and\n"
+      "          slope along v of CR-SAM's regulariser, without its logs (as the authors' code).  Cost 3.\n"
+      "BatchNorm running statistics move once per step: from the pass at W for sam/usam/asam/crsam, from the\n"
+      "random pass W+δ for rsam, the mean of both passes for bsam and of all 2k passes for nso.\n"
+      "With every method: --label-smoothing ε (targets (1−ε)·onehot + ε/K), --l2sp λ (adds 2λ(W − W₀) to G at W,\n"
+      "W₀ = the initial weights), --augment (random crop after padding, random horizontal flip, seeded).\n\n"
+      "Writes <out>/config.json, metrics.csv + metrics.jsonl (one row per epoch, with the cumulative gradient\n"
+      "evaluations), summary.json, model.ckpt.\n\n"
       "Examples:\n"
       "  flatmin train                                   # NSO, MLP, Fashion-MNIST, 10 epochs\n"
       "  flatmin train --method sgd --out runs/sgd       # the baseline\n"
       "  flatmin train --sigma 0.02 --k 2 --noise laplace\n"
+      "  flatmin train --method sam --rho 0.05           # SAM at NSO's cost (k = 1)\n"
+      "  flatmin train --method crsam --crsam-alpha 0.2 --crsam-beta 0.05 --label-smoothing 0.1 --augment\n"
       "  flatmin train --model cnn --per-class 100 --classes 0,1,2,3,4   # small target set");
   cmd->option_defaults()->always_capture_default();
 
   const std::string method_group = "Method";
-  cmd->add_option("--method", args->method, "sgd | wp-sgd | nso")
+  cmd->add_option("--method", args->method, "sgd | wp-sgd | nso | sam | usam | asam | rsam | bsam | crsam (rules below)")
       ->check(CLI::IsMember(optim::method_names()))
       ->group(method_group);
   cmd->add_option("--sigma", args->sigma, "Noise std σ per weight (NSO, WP-SGD); the paper's grid: 0.008-0.012")
@@ -255,6 +317,72 @@ Action add_train_command(CLI::App& app) {
   cmd->add_option("--sigma-warmup-epochs", args->sigma_warmup_epochs, "Warm-up length (0 = the whole run, as the paper)")
       ->check(integer_in(0, 1000000))
       ->group(method_group);
+
+  const std::string sam_group = "SAM family";
+  cmd->add_option("--rho", args->rho,
+                  "Radius ρ of sam, usam, asam, rsam, bsam, crsam; default per method: sam/usam/rsam 0.05, asam 0.5, "
+                  "bsam 0.01, crsam 0.1 (the NSO paper's grid for sam/rsam/bsam: 0.01, 0.02, 0.05; asam 0.5-2)")
+      ->check(number_at_least(0))
+      ->default_str("per method")
+      ->group(sam_group);
+  cmd->add_option("--asam-eta", args->asam_eta, "ASAM: η in T = |W| + η")->check(number_at_least(0))->group(sam_group);
+  cmd->add_option("--rsam-sigma", args->rsam_sigma,
+                  "RSAM: relative noise std σ (δ_j = σ·‖W_j‖·z_j); the NSO paper's grid: 0.008, 0.01, 0.012")
+      ->check(number_at_least(0))
+      ->group(sam_group);
+  cmd->add_option("--rsam-lambda", args->rsam_lambda, "RSAM: λ in v = λ·g(W+δ) + δ")
+      ->check(number_at_least(0))
+      ->group(sam_group);
+  cmd->add_option("--rsam-sigma-start", args->rsam_sigma_start,
+                  "RSAM: σ rises from this value to --rsam-sigma along a half cosine over the epochs")
+      ->check(number_at_least(0))
+      ->default_str("off (constant σ)")
+      ->group(sam_group);
+  cmd->add_option("--rsam-rho-end", args->rsam_rho_end,
+                  "RSAM: ρ falls from --rho to this value along a half cosine over the epochs")
+      ->check(number_at_least(0))
+      ->default_str("off (constant ρ)")
+      ->group(sam_group);
+  cmd->add_option("--bsam-train-size", args->bsam_train_size,
+                  "bSAM: N, the number of training examples (× the augmentation factor)")
+      ->check(integer_in(0))
+      ->default_str("the training split's size")
+      ->group(sam_group);
+  cmd->add_option("--bsam-prior-precision", args->bsam_prior_precision,
+                  "bSAM: prior precision (δ = it/N, its weight decay; the paper: 25-40)")
+      ->check(number_at_least(0))
+      ->group(sam_group);
+  cmd->add_option("--bsam-damping", args->bsam_damping, "bSAM: damping γ")->check(number_at_least(0))->group(sam_group);
+  cmd->add_option("--bsam-init-precision", args->bsam_init_precision, "bSAM: initial precision s")
+      ->check(number_between(0, std::numeric_limits<double>::infinity(), /*lo_closed=*/false))
+      ->group(sam_group);
+  cmd->add_option("--bsam-beta1", args->bsam_beta1, "bSAM: momentum β1")
+      ->check(number_between(0, 1, true, /*hi_closed=*/false))
+      ->group(sam_group);
+  cmd->add_option("--bsam-beta2", args->bsam_beta2, "bSAM: precision averaging β2")
+      ->check(number_between(0, 1, true, /*hi_closed=*/false))
+      ->group(sam_group);
+  cmd->add_option("--crsam-alpha", args->crsam_alpha, "CR-SAM: weight α of the curvature term (the paper: 0.1-0.5)")
+      ->check(number_at_least(0))
+      ->group(sam_group);
+  cmd->add_option("--crsam-beta", args->crsam_beta, "CR-SAM: weight β of the gradient term (the paper: 0.01-0.1)")
+      ->check(number_at_least(0))
+      ->group(sam_group);
+
+  const std::string reg_group = "Regularisation and augmentation (any method)";
+  cmd->add_option("--label-smoothing", args->label_smoothing,
+                  "Label smoothing ε: targets (1−ε)·onehot + ε/K (the NSO paper's grid: 0.1, 0.2, 0.3)")
+      ->check(number_between(0, 1, true, /*hi_closed=*/false))
+      ->group(reg_group);
+  cmd->add_option("--l2sp", args->l2sp, "L2-SP λ: adds λ·‖W − W₀‖² (W₀ = the initial weights), as 2λ(W − W₀) at W")
+      ->check(number_at_least(0))
+      ->group(reg_group);
+  cmd->add_flag("--augment", args->augment, "Random crop after padding + random horizontal flip of training batches")
+      ->group(reg_group);
+  cmd->add_option("--augment-padding", args->augment_padding, "Padding of the random crop, pixels per side")
+      ->check(integer_in(0, 64))
+      ->group(reg_group);
+  cmd->add_flag("--no-flip", args->no_flip, "Augmentation without the horizontal flip")->group(reg_group);
 
   const std::string model_group = "Model";
   cmd->add_option("--model", args->model, "mlp (784-128-10) | cnn | resnet18 | resnet34 (CIFAR-style, BatchNorm)")
@@ -287,7 +415,10 @@ Action add_train_command(CLI::App& app) {
       ->group(optim_group);
   cmd->add_option("--epochs", args->epochs)->check(integer_in(1, 100000))->group(optim_group);
   cmd->add_option("--batch-size", args->batch_size)->check(integer_in(1, 1 << 20))->group(optim_group);
-  cmd->add_option("--lr", args->lr, "Learning rate")->check(number_at_least(0))->group(optim_group);
+  cmd->add_option("--lr", args->lr, "Learning rate (bsam: its α; the paper: 0.5-1)")
+      ->check(number_at_least(0))
+      ->default_str("0.05, bsam 0.5")
+      ->group(optim_group);
   cmd->add_option("--momentum", args->momentum, "SGD momentum")->check(number_between(0, 1, true, /*hi_closed=*/false))->group(optim_group);
   cmd->add_flag("--nesterov", args->nesterov, "SGD: Nesterov momentum")->group(optim_group);
   cmd->add_option("--weight-decay", args->weight_decay)->check(number_at_least(0))->group(optim_group);

@@ -92,18 +92,16 @@ std::optional<Header> try_parse_header(const unsigned char* bytes, size_t size, 
     header.dims[d] = load_be32(bytes + 4 + 4 * d);
     empty = empty || header.dims[d] == 0;
   }
-  if (empty) {
-    header.payload_bytes = 0;
-  } else {
-    // Division keeps the running product below the limit without ever overflowing.
-    uint64_t total = element_size;
-    for (int64_t dim : header.dims) {
-      const auto d = static_cast<uint64_t>(dim);
-      check(total <= kMaxPayloadBytes / d, name + ": dimensions too large (payload exceeds 2^40 bytes)");
-      total *= d;
-    }
-    header.payload_bytes = total;
+  // The shape must be sane even when a zero dimension makes it empty: LibTorch computes strides from the
+  // other dimensions and rejects (throws on) products that overflow. Division keeps the running product
+  // below the limit without ever overflowing.
+  uint64_t total = element_size;
+  for (int64_t dim : header.dims) {
+    const auto d = std::max<uint64_t>(static_cast<uint64_t>(dim), 1);
+    check(total <= kMaxPayloadBytes / d, name + ": dimensions too large (payload exceeds 2^40 bytes)");
+    total *= d;
   }
+  header.payload_bytes = empty ? 0 : total;
   return header;
 }
 
@@ -207,6 +205,7 @@ constexpr bool host_is_little_endian() {
 
 /// Copies `count` elements of `width` bytes, converting between big-endian and host order.
 void copy_big_endian(unsigned char* dst, const unsigned char* src, size_t count, size_t width) {
+  if (count == 0) return;  // an empty tensor's data pointer may be null, and memcpy's must not be
   std::memcpy(dst, src, count * width);
   if (width == 1 || !host_is_little_endian()) return;
   for (size_t i = 0; i < count; ++i) byteswap(dst + i * width, width);

@@ -6,6 +6,8 @@
 #include <ATen/ATen.h>
 
 #include "flatmin/core/error.h"
+#include "flatmin/optim/bsam.h"
+#include "flatmin/optim/sam.h"
 
 namespace flatmin::optim {
 namespace {
@@ -65,19 +67,71 @@ std::string Nso::describe() const {
 }
 
 const std::vector<std::string>& method_names() {
-  static const std::vector<std::string> names{"sgd", "wp-sgd", "nso"};
+  static const std::vector<std::string> names{"sgd", "wp-sgd", "nso", "sam", "usam", "asam", "rsam", "bsam", "crsam"};
   return names;
 }
+
+double default_rho(const std::string& method) {
+  if (method == "sam" || method == "usam" || method == "rsam") return 0.05;
+  if (method == "asam") return 0.5;
+  if (method == "bsam") return 0.01;
+  if (method == "crsam") return 0.1;
+  return 0.0;
+}
+
+double resolved_rho(const MethodSpec& spec) { return spec.rho() < 0 ? default_rho(spec.name()) : spec.rho(); }
 
 std::shared_ptr<PerturbationMethod> make_method(const MethodSpec& spec) {
   NoiseOptions noise = NoiseOptions(spec.sigma()).law(spec.law());
   noise.sigma().kind(spec.sigma_schedule()).warmup_epochs(spec.sigma_warmup_epochs());
+  const double rho = resolved_rho(spec);
   if (spec.name() == "sgd") return std::make_shared<NoPerturbation>();
   if (spec.name() == "wp-sgd") return std::make_shared<WpSgd>(noise);
   if (spec.name() == "nso") return std::make_shared<Nso>(NsoOptions().noise(noise).k(spec.k()).two_point(spec.two_point()));
+  if (spec.name() == "sam") return std::make_shared<Sam>(SamOptions(rho));
+  if (spec.name() == "usam") return std::make_shared<Usam>(SamOptions(rho));
+  if (spec.name() == "asam") return std::make_shared<Asam>(AsamOptions(rho).eta(spec.asam_eta()));
+  if (spec.name() == "rsam")
+    return std::make_shared<Rsam>(RsamOptions(rho)
+                                      .sigma(spec.rsam_sigma())
+                                      .lambda(spec.rsam_lambda())
+                                      .sigma_start(spec.rsam_sigma_start())
+                                      .rho_end(spec.rsam_rho_end()));
+  if (spec.name() == "bsam")
+    return std::make_shared<Bsam>(BsamOptions(spec.bsam_train_size())
+                                      .rho(rho)
+                                      .prior_precision(spec.bsam_prior_precision())
+                                      .damping(spec.bsam_damping())
+                                      .init_precision(spec.bsam_init_precision())
+                                      .beta1(spec.bsam_beta1())
+                                      .beta2(spec.bsam_beta2()));
+  if (spec.name() == "crsam")
+    return std::make_shared<CrSam>(CrSamOptions(rho).alpha(spec.crsam_alpha()).beta(spec.crsam_beta()));
   std::string valid;
   for (const auto& n : method_names()) valid += (valid.empty() ? "" : ", ") + n;
   throw Error("unknown method '" + spec.name() + "' (valid: " + valid + ")");
+}
+
+void check_base_for_method(const MethodSpec& spec, const BaseOptimizerOptions& base) {
+  if (spec.name() != "bsam") return;
+  check(base.name() == "sgd", "bsam brings its own update rule: the base optimizer '" + base.name() + "' does not apply");
+  check(base.weight_decay() == 0,
+        "bsam: weight decay does not apply: its prior precision (prior_precision/N) is its weight decay");
+  check(!base.nesterov(), "bsam: Nesterov momentum does not apply (bSAM's beta1 is its momentum)");
+}
+
+std::shared_ptr<PerturbedOptimizer> make_perturbed_optimizer(std::vector<at::Tensor> params, const MethodSpec& spec,
+                                                             const BaseOptimizerOptions& base,
+                                                             PerturbedOptimizerOptions options) {
+  auto method = make_method(spec);
+  check_base_for_method(spec, base);
+  std::shared_ptr<torch::optim::Optimizer> update;
+  if (auto bsam = std::dynamic_pointer_cast<Bsam>(method)) {
+    update = std::make_shared<BsamUpdate>(std::move(params), bsam, BsamUpdateOptions(base.lr()));
+  } else {
+    update = make_base_optimizer(std::move(params), base);
+  }
+  return std::make_shared<PerturbedOptimizer>(update, method, options);
 }
 
 }  // namespace flatmin::optim

@@ -45,6 +45,11 @@ void PerturbedOptimizer::collect_params() {
 
 void PerturbedOptimizer::track_buffers(std::vector<at::Tensor> buffers) { buffers_ = std::move(buffers); }
 
+void PerturbedOptimizer::add_gradient_term(GradientTerm term) {
+  check(static_cast<bool>(term), "PerturbedOptimizer: gradient term is empty");
+  gradient_terms_.push_back(std::move(term));
+}
+
 void PerturbedOptimizer::push_options_to_base() {
   auto& base_groups = base_->param_groups();
   check(base_groups.size() == param_groups_.size(),
@@ -160,6 +165,7 @@ void PerturbedOptimizer::finish_step() {
   for (auto& p : params_)
     if (p.grad().defined() && scale != 1.0) p.mutable_grad().mul_(scale);
   if (options_.max_grad_norm() > 0) torch::nn::utils::clip_grad_norm_(params_, options_.max_grad_norm());
+  for (const auto& term : gradient_terms_) term();
   push_options_to_base();
   base_->step();
   in_step_ = false;
@@ -171,6 +177,10 @@ at::Tensor PerturbedOptimizer::step(LossClosure closure) {
     check(!method_->perturbs() && method_->evaluations() == 1,
           "PerturbedOptimizer::step: method '" + method_->name() + "' needs a closure (it evaluates " +
               std::to_string(method_->evaluations()) + " points)");
+    {
+      torch::NoGradGuard no_grad;
+      for (const auto& term : gradient_terms_) term();
+    }
     push_options_to_base();
     base_->step();
     ++steps_;

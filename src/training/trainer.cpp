@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <limits>
+#include <memory>
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/nn/functional/loss.h>
@@ -81,6 +82,8 @@ std::vector<EpochMetrics> Trainer::fit(const data::Splits& splits, const EpochCa
   check(steps_per_epoch > 0, "no full batch of " + std::to_string(options_.batch_size()) + " in a training split of " +
                                  std::to_string(splits.train.size()) + " examples (drop_last)");
   const data::Dataset train_eval = evaluation_subset(splits.train, options_.train_eval_size(), options_.seed());
+  std::unique_ptr<data::Augmenter> augment;
+  if (options_.augment().enabled()) augment = std::make_unique<data::Augmenter>(options_.augment());
 
   std::vector<double> initial_lr;
   for (const auto& group : optimizer_->param_groups()) initial_lr.push_back(group.options().get_lr());
@@ -100,7 +103,8 @@ std::vector<EpochMetrics> Trainer::fit(const data::Splits& splits, const EpochCa
       const double factor = options_.lr_schedule().factor(step, steps_per_epoch, epochs);
       auto& groups = optimizer_->param_groups();
       for (size_t g = 0; g < groups.size(); ++g) groups[g].options().set_lr(initial_lr[g] * factor);
-      const data::Batch batch = batcher.batch(b);
+      data::Batch batch = batcher.batch(b);
+      if (augment) batch.inputs = (*augment)(batch.inputs);
       const at::Tensor loss = optimizer_->step([&] {
         at::Tensor l = loss_(model_.forward(batch.inputs), batch.targets);
         l.backward();

@@ -147,7 +147,7 @@ at::Tensor random_bits(at::IntArrayRef shape, at::ScalarType dtype, uint64_t see
 
 bool bit_equal(const at::Tensor& a, const at::Tensor& b) {
   return a.scalar_type() == b.scalar_type() && a.sizes() == b.sizes() && a.is_contiguous() &&
-         b.is_contiguous() && std::memcmp(a.data_ptr(), b.data_ptr(), a.nbytes()) == 0;
+         b.is_contiguous() && (a.nbytes() == 0 || std::memcmp(a.data_ptr(), b.data_ptr(), a.nbytes()) == 0);
 }
 
 struct RoundTripCase {
@@ -261,6 +261,14 @@ TEST(Idx, ZeroDimensionIsLegalWithEmptyPayload) {
   const at::Tensor t = parse_idx(b.data(), b.size(), "empty.idx");
   EXPECT_EQ(t.sizes(), at::IntArrayRef({0, 1000000}));
   expect_rejected_bytes(uint8_idx({3, 0}, 1), "trailing bytes");
+}
+
+// Found by fuzz_idx: an empty shape whose other dimensions overflow LibTorch's stride computation used to
+// escape as a c10::Error. It must be a flatmin::Error like any other bad header.
+TEST(IdxMalformed, EmptyShapeWithHugeOtherDimensions) {
+  const Bytes b = {0x00, 0x00, 0x08, 0x05, 0x05, 0xfb, 0xfa, 0x00, 0x00, 0x00, 0x24, 0x0f,
+                   0x66, 0x00, 0x02, 0x02, 0x00, 0x00, 0x00, 0x00, 0xdc, 0x90, 0x60, 0x00};
+  expect_rejected_bytes(b, "too large");
 }
 
 TEST(IdxMalformed, BadMagic) {

@@ -8,7 +8,9 @@
 /// after which W is restored exactly (copied back, never recomputed) and c is handed, as the parameters'
 /// .grad, to any base torch::optim optimizer. A method is such a policy: where to evaluate
 /// (`move_to`), how to combine (`blend`), whose BatchNorm statistics count (`counts_for_buffers`).
-/// It never owns a loop; PerturbedOptimizer runs the step.
+/// It never owns a loop; PerturbedOptimizer runs the step. A method whose update is not any base
+/// optimizer's (bSAM: momentum and a precision estimate) pairs with its own torch::optim::Optimizer that
+/// shares its state and serves as the base (optim/bsam.h: Bsam + BsamUpdate).
 
 #include <cstdint>
 #include <string>

@@ -16,9 +16,11 @@
 /// zero_grad act on this object. Parameters that do not require grad are never perturbed; parameters
 /// that receive no gradient keep an undefined .grad, so the base optimizer skips them.
 ///
-/// Gradient clipping has one place: the combined gradient, just before the base step.
+/// Gradient clipping has one place: the combined gradient, just before the base step. Gradient terms
+/// (add_gradient_term: L2-SP, ...) come right after it, at the restored W, where weight decay acts.
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -51,6 +53,14 @@ class PerturbedOptimizer : public torch::optim::Optimizer {
   /// BatchNorm running statistics (module->buffers()) whose update follows the method's policy.
   /// Without it, every pass updates them as a plain forward pass would.
   void track_buffers(std::vector<at::Tensor> buffers);
+
+  /// A term added to the combined gradient of every step, for every method alike: it runs with W
+  /// restored, the combination (final-scaled and clipped) in the parameters' .grad and grad mode off,
+  /// just before the base step — the place of weight decay. It adds the gradient of a regulariser
+  /// evaluated at W itself, never at a perturbed point (e.g. L2-SP's 2λ(W − W₀), optim/regularizers.h).
+  /// Terms run in the order added. They are not saved: add them again after load.
+  using GradientTerm = std::function<void()>;
+  void add_gradient_term(GradientTerm term);
 
   // The explicit form of step(), for hand-written loops:
   //   begin_step(); for i < evaluations(): { move_to(i); forward; backward; accumulate(i, loss); } finish_step();
@@ -88,6 +98,7 @@ class PerturbedOptimizer : public torch::optim::Optimizer {
   std::vector<at::Tensor> anchor_;    // W during a step
   std::vector<at::Tensor> combined_;  // c, taken out of .grad while a pass runs
   std::vector<at::Tensor> buffers_;   // tracked BatchNorm statistics
+  std::vector<GradientTerm> gradient_terms_;
   std::vector<at::Tensor> buffers_before_;
   std::vector<at::Tensor> buffers_delta_sum_;
   int64_t buffer_passes_counted_ = 0;

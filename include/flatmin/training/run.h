@@ -14,6 +14,7 @@
 #include "flatmin/optim/base_optimizer.h"
 #include "flatmin/optim/methods.h"
 #include "flatmin/optim/perturbed_optimizer.h"
+#include "flatmin/training/losses.h"
 #include "flatmin/training/trainer.h"
 
 namespace flatmin::training {
@@ -23,8 +24,13 @@ struct RunConfig {
   TORCH_ARG(models::ModelSpec, model) = {};  ///< channels, image size and classes are taken from the data
   TORCH_ARG(data::SplitOptions, split) = {};  ///< its seed is derived from `seed`
   TORCH_ARG(optim::BaseOptimizerOptions, optimizer) = {};
-  TORCH_ARG(TrainerOptions, trainer) = {};    ///< its seed is derived from `seed`
+  TORCH_ARG(TrainerOptions, trainer) = {};    ///< its seed (and its augmentation's) are derived from `seed`
   TORCH_ARG(double, max_grad_norm) = 0.0;
+  /// The training loss (label smoothing); evaluation always scores plain cross-entropy.
+  TORCH_ARG(LossOptions, loss) = {};
+  /// L2-SP λ: λ·‖W − W₀‖² to the weights at the start of the run (W₀ = the initialisation here), added
+  /// as 2λ(W − W₀) to the combined gradient at W (optim::L2Sp). 0 = off.
+  TORCH_ARG(double, l2sp) = 0.0;
   /// The one seed of the run: model init, split, shuffling and noise each get an independent stream.
   TORCH_ARG(uint64_t, seed) = 0;
 

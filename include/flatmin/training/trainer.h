@@ -11,9 +11,11 @@
 #include <ATen/Tensor.h>
 #include <torch/arg.h>
 
+#include "flatmin/data/augment.h"
 #include "flatmin/data/dataset.h"
 #include "flatmin/models/models.h"
 #include "flatmin/optim/perturbed_optimizer.h"
+#include "flatmin/training/losses.h"
 #include "flatmin/training/lr_schedule.h"
 #include "flatmin/training/progress.h"
 
@@ -29,6 +31,9 @@ struct TrainerOptions {
   /// Training examples scored (clean, eval mode) after each epoch; 0 = the whole training split.
   TORCH_ARG(int64_t, train_eval_size) = 10000;
   TORCH_ARG(bool, drop_last) = false;
+  /// Random crop + flip of every training batch (when enabled), before the step: all evaluation points
+  /// of a step see the same augmented batch. Evaluation is never augmented.
+  TORCH_ARG(data::AugmentOptions, augment) = {};
 };
 
 struct EvalResult {
@@ -53,13 +58,11 @@ struct EpochMetrics {
   double ms_per_step = 0;
 };
 
-using LossFn = std::function<at::Tensor(const at::Tensor& logits, const at::Tensor& targets)>;
-
 class Trainer {
  public:
   Trainer(models::Model model, std::shared_ptr<optim::PerturbedOptimizer> optimizer, TrainerOptions options = {});
 
-  /// Cross-entropy by default.
+  /// Cross-entropy by default (make_loss in losses.h: with label smoothing).
   void set_loss(LossFn loss) { loss_ = std::move(loss); }
 
   using EpochCallback = std::function<void(const EpochMetrics&)>;

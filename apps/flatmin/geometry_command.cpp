@@ -1,0 +1,599 @@
+// `flatmin geometry`: measure the flatness of a trained model (a checkpoint written by `flatmin train`) on a
+// split of its data: Hessian trace (Hutchinson, Hutch++), top eigenvalues (Lanczos), spectral density (SLQ),
+// gradient norm and normalised trace, perturbation gap vs σ²/2·Tr, SAM's approximation ratio, the NSO
+// PAC-Bayes bound. Writes JSON and prints a summary.
+#include <algorithm>
+#include <chrono>
+#include <limits>
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <iostream>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+#include <torch/nn/functional/loss.h>
+#include <torch/utils.h>
+
+#include "commands.h"
+#include "validators.h"
+#include "flatmin/core/error.h"
+#include "flatmin/core/runtime.h"
+#include "flatmin/core/seed.h"
+#include "flatmin/data/dataset.h"
+#include "flatmin/geometry/objective.h"
+#include "flatmin/geometry/perturbation.h"
+#include "flatmin/geometry/spectrum.h"
+#include "flatmin/training/checkpoint.h"
+#include "flatmin/training/metrics_log.h"
+#include "flatmin/training/progress.h"
+#include "flatmin/training/trainer.h"
+
+namespace flatmin::cli {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::ordered_json;
+
+const std::vector<std::string> kMeasures{"grad", "trace", "hutchpp", "eigen", "density", "gap", "ratio", "pac-bayes"};
+
+struct GeometryArgs {
+  std::string checkpoint;
+  std::string data_dir = data::default_fashion_mnist_dir();
+  std::string split = "train";
+  int64_t examples = 5000;
+  int64_t batch_size = 1000;
+  std::vector<std::string> measures{"grad", "trace", "eigen"};
+  // trace
+  double trace_tol = 0.01;
+  int64_t max_probes = 1000;
+  int64_t min_probes = 10;
+  std::string stop_rule = "se";
+  int64_t hutchpp_hvps = 60;
+  // eigenvalues
+  int64_t top_k = 5;
+  double eigen_tol = 1e-3;
+  int64_t lanczos_iterations = 100;
+  // density
+  int64_t density_runs = 1;
+  int64_t density_iterations = 100;
+  int64_t density_points = 1000;
+  // perturbation gap
+  std::vector<double> sigmas{0.020, 0.022, 0.024, 0.026, 0.028, 0.030};
+  int64_t gap_draws = 100;
+  std::string noise = "gaussian";
+  bool one_sided = false;
+  // approximation ratio
+  double rho = 0.05;
+  int64_t ratio_examples = 1000;
+  int64_t ratio_steps = 20;
+  // PAC-Bayes
+  int64_t pac_examples = 100;
+  int64_t pac_probes = 10;
+  std::string reference;
+  double loss_bound = 0;
+  // run
+  double graph_memory_mb = 2048;
+  uint64_t seed = 0;
+  uint64_t sample_seed = 0;
+  std::string out;
+  int threads = 0;
+  std::string progress = "auto";
+};
+
+std::string num(double value, const char* format = "%.4g") {
+  char buffer[48];
+  std::snprintf(buffer, sizeof buffer, format, value);
+  return buffer;
+}
+
+std::string now_utc() {
+  const std::time_t t = std::time(nullptr);
+  char buffer[32];
+  std::strftime(buffer, sizeof buffer, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  return buffer;
+}
+
+/// (x − mean)/std per channel.
+data::Dataset normalized(data::Dataset d, const at::Tensor& mean, const at::Tensor& std) {
+  if (!mean.defined() || !std.defined() || d.size() == 0) return d;
+  const int64_t c = d.inputs.size(1);
+  check(mean.numel() == c && std.numel() == c, "checkpoint normalisation has " + std::to_string(mean.numel()) +
+                                                    " channels but the data has " + std::to_string(c));
+  d.inputs = (d.inputs - mean.to(at::kFloat).view({1, c, 1, 1})) / std.to(at::kFloat).view({1, c, 1, 1});
+  return d;
+}
+
+struct Data {
+  data::Splits splits;
+  std::string source;
+  bool has_val = false;
+  uint64_t run_seed = 0;
+  bool has_run_seed = false;
+};
+
+/// The splits the checkpoint's run trained on: rebuilt from its config (RunConfig JSON: the split options and
+/// the seed, split seed derive_seed(seed, kDataSplit)) and checked against the stored normalisation. Without a
+/// config: the full Fashion-MNIST train/test sets normalised with the stored statistics.
+Data rebuild_data(const training::CheckpointContents& ck, const std::string& data_dir, const std::string& name) {
+  const data::TrainTest raw = data::load_fashion_mnist(data_dir);
+  json config = json::object();
+  try {
+    if (!ck.config_json.empty()) config = json::parse(ck.config_json);
+  } catch (const std::exception&) {
+    config = json::object();
+  }
+  Data out;
+  if (config.contains("split") && config.contains("seed")) {
+    const json& s = config["split"];
+    out.run_seed = config["seed"].get<uint64_t>();
+    out.has_run_seed = true;
+    data::SplitOptions options;
+    options.val_size(s.value("val_size", int64_t{5000}))
+        .classes(s.value("classes", std::vector<int64_t>{}))
+        .train_per_class(s.value("train_per_class", int64_t{0}))
+        .test_size(s.value("test_size", int64_t{0}))
+        .normalize(s.value("normalize", true))
+        .seed(derive_seed(out.run_seed, SeedStream::kDataSplit));
+    out.splits = data::make_splits(raw, options);
+    if (ck.channel_mean.defined() && ck.channel_mean.numel() == out.splits.channel_mean.numel()) {
+      const bool same = at::allclose(out.splits.channel_mean.to(at::kDouble), ck.channel_mean.to(at::kDouble), 1e-5, 1e-6) &&
+                        at::allclose(out.splits.channel_std.to(at::kDouble), ck.channel_std.to(at::kDouble), 1e-5, 1e-6);
+      check(same, data_dir + ": not the data " + name +
+                      " was trained on (its training split's mean/std differ from the checkpoint's)");
+    }
+    out.source = "rebuilt from the checkpoint's config (seed " + std::to_string(out.run_seed) + ")";
+    out.has_val = true;
+  } else {
+    out.splits.train = normalized(raw.train, ck.channel_mean, ck.channel_std);
+    out.splits.test = normalized(raw.test, ck.channel_mean, ck.channel_std);
+    out.source = "full Fashion-MNIST train/test, normalised with the checkpoint's statistics (no run config)";
+  }
+  return out;
+}
+
+json layer_traces_json(const std::vector<geometry::LayerTrace>& layers) {
+  json a = json::array();
+  for (const auto& l : layers)
+    a.push_back({{"name", l.name}, {"numel", l.numel}, {"trace", l.trace}, {"std_error", l.std_error}});
+  return a;
+}
+
+int run_geometry(const GeometryArgs& a) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::set<std::string> chosen = [&] {
+    std::set<std::string> s;
+    for (const auto& m : a.measures) {
+      if (m == "all") s.insert(kMeasures.begin(), kMeasures.end());
+      else s.insert(m);
+    }
+    return s;
+  }();
+  auto wants = [&](const std::string& m) { return chosen.count(m) > 0; };
+  training::Progress progress(training::parse_progress_mode(a.progress));
+  const noise::NoiseLaw law = noise::parse_noise_law(a.noise);
+
+  std::string path = a.checkpoint;
+  if (fs::is_directory(path)) path = (fs::path(path) / "model.ckpt").string();
+  training::CheckpointContents ck = training::load_checkpoint(path);
+  const int threads = a.threads > 0 ? a.threads
+                                    : (ck.spec.name() == "mlp" ? 1 : std::max(1, static_cast<int>(std::thread::hardware_concurrency())));
+  const ThreadCounts thread_counts = set_num_threads(threads);
+  const std::string out_path = a.out.empty() ? (fs::path(path).parent_path() / "geometry.json").string() : a.out;
+
+  Data d = rebuild_data(ck, a.data_dir, path);
+  const data::Dataset* split = nullptr;
+  if (a.split == "train") split = &d.splits.train;
+  else if (a.split == "test") split = &d.splits.test;
+  else {
+    check(d.has_val, "--split val: the checkpoint has no run config to rebuild the validation split from");
+    split = &d.splits.val;
+  }
+  check(split->size() > 0, "--split " + a.split + ": the split is empty");
+  check(split->inputs.size(1) == ck.spec.in_channels() && split->inputs.size(2) == ck.spec.image_size(),
+        path + ": the model expects " + std::to_string(ck.spec.in_channels()) + "×" + std::to_string(ck.spec.image_size()) +
+            " px inputs, the data has " + std::to_string(split->inputs.size(1)) + "×" + std::to_string(split->inputs.size(2)));
+  const data::Dataset sample = geometry::sample_examples(*split, a.examples, a.sample_seed);
+  const geometry::Objective objective =
+      geometry::Objective::for_model(ck.model, sample, geometry::ObjectiveOptions().batch_size(a.batch_size));
+  const geometry::HvpOptions hvp = geometry::HvpOptions().graph_memory_mb(a.graph_memory_mb);
+
+  json j;
+  j["command"] = "geometry";
+  j["flatmin"] = version_string();
+  j["started"] = now_utc();
+  j["checkpoint"] = path;
+  j["model"] = {{"name", ck.spec.name()},
+                {"width", ck.spec.width()},
+                {"parameters", models::count_parameters(*ck.model.module())},
+                {"measured_parameters", objective.dim()},
+                {"epoch", ck.epoch}};
+  j["data"] = {{"dir", a.data_dir},
+               {"source", d.source},
+               {"split", a.split},
+               {"examples", sample.size()},
+               {"split_examples", split->size()},
+               {"batch_size", a.batch_size},
+               {"loss", "cross-entropy (mean), eval mode"}};
+  j["seed"] = a.seed;
+  j["sample_seed"] = a.sample_seed;
+  j["threads"] = thread_counts.torch_intra_op;
+  progress.line("flatmin geometry: " + path + " | " + ck.spec.name() + ", " + std::to_string(objective.dim()) +
+                " parameters | " + a.split + " split, " + std::to_string(sample.size()) + " of " +
+                std::to_string(split->size()) + " examples | " + std::to_string(thread_counts.torch_intra_op) +
+                " thread(s)");
+
+  geometry::TraceResult trace;
+  {
+    geometry::MeasurementScope scope(objective, /*snapshot_parameters=*/false);
+    geometry::HessianOperator hessian(objective, hvp);
+    const auto prepare0 = std::chrono::steady_clock::now();
+    const double loss = hessian.loss();  // one pass: loss, gradient, cached graphs
+    const double grad_norm = hessian.gradient().to(at::kDouble).norm().item<double>();
+    j["loss"] = loss;
+    j["graph_cache"] = {{"cached_batches", hessian.cached_batches()},
+                        {"batches", objective.num_batches()},
+                        {"bytes", hessian.cached_bytes()},
+                        {"budget_mb", a.graph_memory_mb},
+                        {"build_seconds",
+                         std::chrono::duration<double>(std::chrono::steady_clock::now() - prepare0).count()}};
+    progress.line("loss " + num(loss, "%.5f"));
+    if (wants("grad")) {
+      const geometry::GradientResult g = geometry::gradient(objective);
+      json layers = json::array();
+      for (size_t i = 0; i < g.names.size(); ++i) layers.push_back({{"name", g.names[i]}, {"norm", g.layer_norms[i]}});
+      j["gradient"] = {{"norm", g.norm}, {"layers", layers}};
+      progress.line("gradient norm ‖∇L‖ " + num(grad_norm));
+    }
+    if (wants("trace") || wants("gap")) {
+      trace = geometry::hutchinson_trace(
+          hessian, geometry::TraceOptions()
+                       .rel_tol(a.trace_tol)
+                       .max_probes(a.max_probes)
+                       .min_probes(std::min(a.min_probes, a.max_probes))
+                       .stop_rule(a.stop_rule == "pyhessian" ? geometry::TraceStopRule::kPyHessianChange
+                                                             : geometry::TraceStopRule::kStandardError)
+                       .seed(a.seed)
+                       .progress(&progress));
+      j["trace"] = {{"estimate", trace.trace},
+                    {"std_error", trace.std_error},
+                    {"relative_std_error", trace.std_error / std::abs(trace.trace)},
+                    {"probe_std", trace.probe_std},
+                    {"probes", trace.probes},
+                    {"hvps", trace.hvps},
+                    {"converged", trace.converged},
+                    {"stop_rule", a.stop_rule == "pyhessian" ? "pyhessian-change" : "standard-error"},
+                    {"rel_tol", a.trace_tol},
+                    {"seconds", trace.seconds},
+                    {"layers", layer_traces_json(trace.layers)}};
+      progress.line("Hessian trace (Hutchinson) " + num(trace.trace, "%.5g") + " ± " + num(trace.std_error, "%.3g") +
+                    " (" + num(100 * trace.std_error / std::abs(trace.trace), "%.2f") + "% SE, " +
+                    std::to_string(trace.probes) + " probes" + (trace.converged ? "" : ", NOT converged") + ", " +
+                    num(trace.seconds, "%.1f") + " s)");
+      for (const auto& l : trace.layers)
+        progress.line("  " + l.name + " (" + std::to_string(l.numel) + "): " + num(l.trace, "%.5g") + " ± " +
+                      num(l.std_error, "%.3g"));
+      const double g2 = grad_norm * grad_norm;
+      j["normalized_trace"] = {{"value", g2 > 0 ? trace.trace / g2 : std::numeric_limits<double>::infinity()},
+                               {"std_error", g2 > 0 ? trace.std_error / g2 : std::nan("")},
+                               {"grad_norm", grad_norm}};
+      progress.line("normalised trace Tr/‖∇L‖² (CR-SAM) " + num(trace.trace / g2, "%.5g"));
+    }
+    if (wants("hutchpp")) {
+      const geometry::TraceResult pp = geometry::hutchpp_trace(
+          hessian, geometry::HutchppOptions().hvps(a.hutchpp_hvps).seed(a.seed).progress(&progress));
+      j["hutchpp"] = {{"estimate", pp.trace}, {"std_error", pp.std_error}, {"hvps", pp.hvps}, {"seconds", pp.seconds}};
+      progress.line("Hessian trace (Hutch++, " + std::to_string(pp.hvps) + " products) " + num(pp.trace, "%.5g") +
+                    " ± " + num(pp.std_error, "%.3g"));
+    }
+    if (wants("eigen")) {
+      const geometry::EigenResult e = geometry::top_eigenvalues(
+          hessian, geometry::EigenOptions()
+                       .k(std::min<int64_t>(a.top_k, objective.dim()))
+                       .tol(a.eigen_tol)
+                       .max_iterations(a.lanczos_iterations)
+                       .seed(a.seed)
+                       .progress(&progress));
+      j["eigenvalues"] = {{"values", e.values},         {"residuals", e.residuals}, {"converged", e.converged},
+                          {"iterations", e.iterations}, {"hvps", e.hvps},           {"tol", a.eigen_tol},
+                          {"method", "lanczos-full-reorthogonalisation"}, {"seconds", e.seconds}};
+      std::string values;
+      for (size_t i = 0; i < e.values.size(); ++i) values += (i ? ", " : "") + num(e.values[i], "%.5g");
+      progress.line("top eigenvalues (Lanczos) " + values + " (" + std::to_string(e.iterations) + " steps, " +
+                    (e.converged ? "converged" : "NOT converged") + ", max residual " +
+                    num(*std::max_element(e.residuals.begin(), e.residuals.end()), "%.2g") + ")");
+    }
+    if (wants("density")) {
+      const geometry::DensityResult dd = geometry::spectral_density(
+          hessian, geometry::DensityOptions()
+                       .runs(a.density_runs)
+                       .iterations(a.density_iterations)
+                       .grid_points(a.density_points)
+                       .seed(a.seed)
+                       .progress(&progress));
+      j["density"] = {{"grid", dd.grid},       {"density", dd.density}, {"bandwidth", dd.bandwidth},
+                      {"mass", dd.mass},       {"nodes", dd.nodes},     {"weights", dd.weights},
+                      {"trace_estimate", dd.trace_estimate}, {"hvps", dd.hvps}, {"seconds", dd.seconds}};
+      progress.line("spectral density (SLQ, " + std::to_string(a.density_runs) + " run(s)): support [" +
+                    num(dd.grid.front()) + ", " + num(dd.grid.back()) + "], mass " + num(dd.mass, "%.4f"));
+    }
+  }
+
+  if (wants("gap")) {
+    const geometry::GapResult g = geometry::perturbation_gap(objective, geometry::GapOptions()
+                                                                            .sigmas(a.sigmas)
+                                                                            .draws(a.gap_draws)
+                                                                            .law(law)
+                                                                            .antithetic(!a.one_sided)
+                                                                            .seed(a.seed)
+                                                                            .trace(trace.trace)
+                                                                            .trace_std_error(trace.std_error)
+                                                                            .progress(&progress));
+    json rows = json::array();
+    progress.line("perturbation gap (" + g.law + " noise, " + std::to_string(g.draws) +
+                  (g.antithetic ? " antithetic pairs" : " one-sided draws") + " per σ):");
+    progress.line("    σ       gap ± std            σ²/2·Tr     rel. error");
+    for (const auto& r : g.rows) {
+      rows.push_back({{"sigma", r.sigma},
+                      {"gap", r.gap},
+                      {"gap_std", r.gap_std},
+                      {"gap_std_error", r.gap_std_error},
+                      {"predicted", r.predicted},
+                      {"predicted_std_error", r.predicted_std_error},
+                      {"relative_error", r.relative_error},
+                      {"z", r.z}});
+      char line[160];
+      std::snprintf(line, sizeof line, "  %.4f  %.5f ± %.5f   %.5f     %+.1f%%", r.sigma, r.gap, r.gap_std, r.predicted,
+                    100 * r.relative_error);
+      progress.line(line);
+    }
+    j["perturbation_gap"] = {{"loss", g.loss},
+                             {"trace", g.trace},
+                             {"trace_std_error", g.trace_std_error},
+                             {"law", g.law},
+                             {"antithetic", g.antithetic},
+                             {"draws", g.draws},
+                             {"rows", rows},
+                             {"rss", g.rss},
+                             {"rss_absolute", g.rss_absolute},
+                             {"rms_relative_error", g.rms_relative_error},
+                             {"effective_trace", g.effective_trace},
+                             {"warnings", g.warnings},
+                             {"seconds", g.seconds}};
+    progress.line("  RSS Σ(gap − σ²/2·Tr)²/Σgap² = " + num(100 * g.rss, "%.2f") + "%, RMS relative error " +
+                  num(100 * g.rms_relative_error, "%.1f") + "%, effective trace 2·gap/σ² " + num(g.effective_trace, "%.5g") +
+                  " vs Tr " + num(g.trace, "%.5g"));
+    for (const auto& w : g.warnings) progress.line("  warning: " + w);
+  }
+
+  if (wants("ratio")) {
+    const data::Dataset points = geometry::sample_examples(*split, a.ratio_examples, a.sample_seed + 1);
+    const geometry::Objective per_point = geometry::Objective::for_model(ck.model, points);
+    const geometry::AscentRatioResult r = geometry::sam_approximation_ratio(
+        per_point, geometry::AscentRatioOptions().rho(a.rho).steps(a.ratio_steps).progress(&progress));
+    j["approximation_ratio"] = {{"ratio", r.ratio},
+                                {"std", r.ratio_std},
+                                {"std_error", r.ratio_std_error},
+                                {"rho", a.rho},
+                                {"steps", a.ratio_steps},
+                                {"one_step_increase", r.one_step_increase},
+                                {"best_increase", r.best_increase},
+                                {"points", r.points},
+                                {"skipped", r.skipped},
+                                {"seconds", r.seconds}};
+    progress.line("SAM approximation ratio (ρ " + num(a.rho) + ", " + std::to_string(a.ratio_steps) + "-step ascent, " +
+                  std::to_string(r.points) + " points) " + num(r.ratio, "%.4f") + " ± " + num(r.ratio_std_error, "%.2g"));
+  }
+
+  if (wants("pac-bayes")) {
+    // α over a sample of the union of training and test data (the TMLR version's practical choice).
+    const data::Dataset tr = geometry::sample_examples(d.splits.train, a.pac_examples, a.sample_seed + 2);
+    const data::Dataset te = geometry::sample_examples(d.splits.test, a.pac_examples, a.sample_seed + 3);
+    data::Dataset both{at::cat({tr.inputs, te.inputs}), at::cat({tr.targets, te.targets}), tr.num_classes};
+    const geometry::Objective per_example = geometry::Objective::for_model(ck.model, both);
+    const geometry::SampleTraces st = geometry::per_example_traces(
+        per_example, geometry::SampleTraceOptions().probes(a.pac_probes).seed(a.seed).progress(&progress));
+    double max_loss = 0;
+    {
+      geometry::MeasurementScope scope(per_example, false);
+      torch::NoGradGuard no_grad;
+      max_loss = torch::nn::functional::cross_entropy(
+                     ck.model.forward(both.inputs), both.targets,
+                     torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone))
+                     .max()
+                     .item<double>();
+    }
+    const double c = a.loss_bound > 0 ? a.loss_bound : max_loss;
+    std::string reference_name;
+    double radius = 0;
+    if (!a.reference.empty()) {
+      const training::CheckpointContents ref = training::load_checkpoint(a.reference);
+      radius = geometry::parameter_distance(*ck.model.module(), *ref.model.module());
+      reference_name = a.reference;
+    } else {
+      check(d.has_run_seed, "pac-bayes: the checkpoint has no run config to rebuild its initialisation from; "
+                            "give --reference");
+      torch::manual_seed(derive_seed(d.run_seed, SeedStream::kModelInit));  // as run_training does
+      const models::Model init = models::make_model(ck.spec);
+      radius = geometry::parameter_distance(*ck.model.module(), *init.module());
+      reference_name = "the run's initialisation (rebuilt from seed " + std::to_string(d.run_seed) + ")";
+    }
+    const training::EvalResult train_eval = training::evaluate(ck.model, d.splits.train, 1000);
+    const training::EvalResult test_eval = training::evaluate(ck.model, d.splits.test, 1000);
+    auto inputs = geometry::PacBayesInputs()
+                      .train_loss(train_eval.loss)
+                      .test_loss(test_eval.loss)
+                      .radius(radius)
+                      .n(d.splits.train.size())
+                      .loss_bound(c);
+    const geometry::PacBayesResult with_max = geometry::pac_bayes_bound(inputs.alpha(std::max(0.0, st.max)));
+    const geometry::PacBayesResult with_mean = geometry::pac_bayes_bound(inputs.alpha(std::max(0.0, st.mean)));
+    j["pac_bayes"] = {{"theorem", "NSO Thm 2.2 (review) / 2.1 (TMLR): L <= (1+e)L_train + (1+e)sqrt(C*alpha*r^2/n)"},
+                      {"alpha_max", st.max},
+                      {"alpha_max_std_error", st.max_std_error},
+                      {"alpha_mean", st.mean},
+                      {"alpha_mean_std_error", st.mean_std_error},
+                      {"alpha_examples", static_cast<int64_t>(st.traces.size())},
+                      {"probes_per_example", a.pac_probes},
+                      {"radius", radius},
+                      {"reference", reference_name},
+                      {"n", d.splits.train.size()},
+                      {"loss_bound", c},
+                      {"loss_bound_source", a.loss_bound > 0 ? "--loss-bound" : "max per-example loss on the sample"},
+                      {"train_loss", train_eval.loss},
+                      {"test_loss", test_eval.loss},
+                      {"observed_gap", with_max.observed_gap},
+                      {"complexity_alpha_max", with_max.complexity},
+                      {"bound_alpha_max", with_max.bound},
+                      {"complexity_alpha_mean", with_mean.complexity},
+                      {"bound_alpha_mean", with_mean.bound},
+                      {"seconds", st.seconds}};
+    progress.line("PAC-Bayes: α max " + num(st.max) + " ± " + num(st.max_std_error, "%.2g") + ", mean " + num(st.mean) +
+                  " ± " + num(st.mean_std_error, "%.2g") + " | r " + num(radius) + " | n " +
+                  std::to_string(d.splits.train.size()) + " | C " + num(c));
+    progress.line("  observed gap (test − train loss) " + num(with_max.observed_gap) + " vs √(Cαr²/n) " +
+                  num(with_max.complexity) + " (α max), " + num(with_mean.complexity) + " (α mean)");
+  }
+
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  j["seconds"] = seconds;
+  const fs::path parent = fs::path(out_path).parent_path();
+  if (!parent.empty()) {
+    std::error_code ec;
+    fs::create_directories(parent, ec);
+    check(!ec, parent.string() + ": cannot create the output directory: " + ec.message());
+  }
+  training::write_text_file(out_path, j.dump(2) + "\n");
+  progress.line("wrote " + out_path + " (" + num(seconds, "%.1f") + " s)");
+  return 0;
+}
+
+}  // namespace
+
+Action add_geometry_command(CLI::App& app) {
+  auto args = std::make_shared<GeometryArgs>();
+  CLI::App* cmd = app.add_subcommand("geometry", "Measure the flatness of a trained model (Hessian trace, eigenvalues, "
+                                                 "density, perturbation gap, ...)");
+  cmd->footer(
+      "Measures the mean cross-entropy of the checkpoint's model on a sample of a data split, in eval mode.\n"
+      "The split is rebuilt exactly from the checkpoint's run config (same seed, same examples) and checked\n"
+      "against the stored normalisation.\n\n"
+      "Measures (--measures, comma-separated; 'all' for every one):\n"
+      "  grad       gradient norm ‖∇L‖ (and, with trace, CR-SAM's normalised trace Tr/‖∇L‖²)\n"
+      "  trace      Hutchinson (Rademacher probes) until the standard error is --trace-tol of the estimate,\n"
+      "             per parameter tensor too\n"
+      "  hutchpp    Hutch++ with a fixed budget of --hutchpp-hvps products\n"
+      "  eigen      top-k eigenvalues by Lanczos with full reorthogonalisation, converged on ‖Hv − λv‖\n"
+      "  density    spectral density by stochastic Lanczos quadrature\n"
+      "  gap        E[f(W+U)] − f(W) vs σ²/2·Tr for each --sigmas (NSO Table 2), with RSS\n"
+      "  ratio      CR-SAM's approximation ratio of SAM's one-step ascent (per example)\n"
+      "  pac-bayes  NSO's PAC-Bayes bound from measured α (per-example traces), r = ‖W − W₀‖, n, C\n\n"
+      "Writes JSON (default: geometry.json next to the checkpoint) and prints a summary.\n\n"
+      "Examples:\n"
+      "  flatmin geometry --checkpoint runs/nso-mlp-seed0\n"
+      "  flatmin geometry --checkpoint runs/x/model.ckpt --measures all --examples 2000\n"
+      "  flatmin geometry --checkpoint runs/x --measures gap --sigmas 0.01,0.02 --gap-draws 200 --noise laplace");
+  cmd->option_defaults()->always_capture_default();
+
+  const std::string input_group = "Input";
+  cmd->add_option("--checkpoint", args->checkpoint, "model.ckpt written by flatmin train, or its run directory")
+      ->required()
+      ->group(input_group);
+  cmd->add_option("--data-dir", args->data_dir, "Directory of the IDX files (env FLATMIN_DATA_DIR)")->group(input_group);
+  cmd->add_option("--split", args->split, "train | val | test")
+      ->check(CLI::IsMember({"train", "val", "test"}))
+      ->group(input_group);
+  cmd->add_option("--examples", args->examples, "Random examples of the split measured (0 = all)")
+      ->check(integer_in(0))
+      ->group(input_group);
+  cmd->add_option("--batch-size", args->batch_size, "Examples per forward/backward pass")
+      ->check(integer_in(1, 1 << 20))
+      ->group(input_group);
+
+  const std::string measure_group = "Measures";
+  auto measures = kMeasures;
+  measures.push_back("all");
+  cmd->add_option("--measures", args->measures, "Comma-separated: grad,trace,hutchpp,eigen,density,gap,ratio,pac-bayes | all")
+      ->delimiter(',')
+      ->check(CLI::IsMember(measures))
+      ->group(measure_group);
+  cmd->add_option("--trace-tol", args->trace_tol, "Hutchinson: stop at this relative standard error")
+      ->check(number_between(0, 1, /*lo_closed=*/false))
+      ->group(measure_group);
+  cmd->add_option("--max-probes", args->max_probes, "Hutchinson: probes at most")->check(integer_in(2, 1000000))->group(measure_group);
+  cmd->add_option("--min-probes", args->min_probes, "Hutchinson: probes at least")->check(integer_in(2, 1000000))->group(measure_group);
+  cmd->add_option("--stop-rule", args->stop_rule,
+                  "se (standard error of the mean) | pyhessian (relative change of the mean: stops early by chance)")
+      ->check(CLI::IsMember({"se", "pyhessian"}))
+      ->group(measure_group);
+  cmd->add_option("--hutchpp-hvps", args->hutchpp_hvps, "Hutch++: Hessian-vector products")
+      ->check(integer_in(3, 1000000))
+      ->group(measure_group);
+  cmd->add_option("--top-k", args->top_k, "Eigenvalues: how many")->check(integer_in(1, 1000))->group(measure_group);
+  cmd->add_option("--eigen-tol", args->eigen_tol, "Eigenvalues: converged when ‖Hv − λv‖ <= tol·|λ|")
+      ->check(number_between(0, 1, /*lo_closed=*/false))
+      ->group(measure_group);
+  cmd->add_option("--lanczos-iterations", args->lanczos_iterations, "Eigenvalues: Lanczos steps at most")
+      ->check(integer_in(1, 100000))
+      ->group(measure_group);
+  cmd->add_option("--density-runs", args->density_runs, "Density: independent Lanczos runs")
+      ->check(integer_in(1, 1000))
+      ->group(measure_group);
+  cmd->add_option("--density-iterations", args->density_iterations, "Density: Lanczos steps per run")
+      ->check(integer_in(1, 100000))
+      ->group(measure_group);
+  cmd->add_option("--density-points", args->density_points, "Density: grid points")
+      ->check(integer_in(2, 10000000))
+      ->group(measure_group);
+  cmd->add_option("--sigmas", args->sigmas, "Gap: noise std σ per weight, comma-separated")
+      ->delimiter(',')
+      ->check(number_at_least(0))
+      ->group(measure_group);
+  cmd->add_option("--gap-draws", args->gap_draws, "Gap: draws per σ")->check(integer_in(2, 10000000))->group(measure_group);
+  cmd->add_option("--noise", args->noise, "Gap: gaussian | laplace | uniform | rademacher")
+      ->check(CLI::IsMember({"gaussian", "laplace", "uniform", "rademacher", "binomial"}))
+      ->group(measure_group);
+  cmd->add_flag("--one-sided", args->one_sided, "Gap: f(W+U) − f(W) instead of antithetic pairs")->group(measure_group);
+  cmd->add_option("--rho", args->rho, "Ratio: SAM radius ρ")->check(number_between(0, 1e6, false))->group(measure_group);
+  cmd->add_option("--ratio-examples", args->ratio_examples, "Ratio: examples (CR-SAM: 5000; 0 = the whole split)")
+      ->check(integer_in(0))
+      ->group(measure_group);
+  cmd->add_option("--ratio-steps", args->ratio_steps, "Ratio: projected ascent steps for δ*")
+      ->check(integer_in(1, 100000))
+      ->group(measure_group);
+  cmd->add_option("--pac-examples", args->pac_examples, "PAC-Bayes: examples each from train and test for α")
+      ->check(integer_in(1))
+      ->group(measure_group);
+  cmd->add_option("--pac-probes", args->pac_probes, "PAC-Bayes: Hutchinson probes per example")
+      ->check(integer_in(2, 1000000))
+      ->group(measure_group);
+  cmd->add_option("--reference", args->reference,
+                  "PAC-Bayes: checkpoint of W₀ (default: the run's initialisation, rebuilt from its seed)")
+      ->group(measure_group);
+  cmd->add_option("--loss-bound", args->loss_bound, "PAC-Bayes: C (0 = the max per-example loss on the sample)")
+      ->check(number_at_least(0))
+      ->group(measure_group);
+
+  const std::string run_group = "Run";
+  cmd->add_option("--graph-memory-mb", args->graph_memory_mb,
+                  "Memory for reusing per-batch gradient graphs across Hessian-vector products (0 = recompute)")
+      ->check(number_at_least(0))
+      ->group(run_group);
+  cmd->add_option("--seed", args->seed, "Seed of the probes and the noise draws: same seeds, same numbers")->group(run_group);
+  cmd->add_option("--sample-seed", args->sample_seed, "Seed of the examples drawn from the split (--examples)")
+      ->group(run_group);
+  cmd->add_option("--out", args->out, "JSON output (default: geometry.json next to the checkpoint)")->group(run_group);
+  cmd->add_option("--threads", args->threads, "Intra-op threads (0 = 1 for mlp, all cores otherwise)")
+      ->check(integer_in(0, 1024))
+      ->group(run_group);
+  cmd->add_option("--progress", args->progress, "auto (bar on a terminal) | bar | lines | quiet")
+      ->check(CLI::IsMember({"auto", "bar", "lines", "quiet"}))
+      ->group(run_group);
+
+  return [args] { return run_geometry(*args); };
+}
+
+}  // namespace flatmin::cli
