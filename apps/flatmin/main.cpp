@@ -26,6 +26,16 @@ int main(int argc, char** argv) {
     std::cerr << app.help() << "\nerror: missing command (try: flatmin train)\n";
     return 2;
   }
+  std::string commands;
+  bool known = false;
+  for (const CLI::App* sub : app.get_subcommands({})) {
+    commands += (commands.empty() ? "" : ", ") + sub->get_name();
+    known = known || sub->get_name() == argv[1];
+  }
+  if (argv[1][0] != '-' && !known) {
+    std::cerr << "error: unknown command '" << argv[1] << "' (commands: " << commands << "; see flatmin --help)\n";
+    return 2;
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -34,6 +44,9 @@ int main(int argc, char** argv) {
   try {
     if (app.got_subcommand("train")) return train();
     if (app.got_subcommand("geometry")) return geometry();
+    return 2;
+  } catch (const CLI::Error& e) {  // an option conflict found after parsing
+    std::cerr << "error: " << e.what() << '\n';
     return 2;
   } catch (const flatmin::Error& e) {
     std::cerr << "error: " << e.what() << '\n';

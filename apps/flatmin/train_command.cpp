@@ -1,9 +1,13 @@
 // `flatmin train`: data → model → method + base optimizer → Trainer, with metrics files and a summary.
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
+#include <set>
+#include <tuple>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -81,7 +85,24 @@ struct TrainArgs {
   std::string progress = "auto";
   int64_t train_eval_size = 10000;
   bool no_save_model = false;
+  // keeping and resuming
+  int64_t checkpoint_every = 0;
+  int64_t keep_checkpoints = 2;
+  bool no_checkpoints = false;
+  std::string resume;
+  std::string on_divergence = "stop";
 };
+
+// Exit codes beyond 0 (done), 1 (error) and 2 (bad usage).
+constexpr int kExitDiverged = 3;
+constexpr int kExitInterrupted = 130;
+
+// SIGINT / SIGTERM ask the run to stop after the current step (a second signal kills as usual).
+volatile std::sig_atomic_t g_stop_signal = 0;
+extern "C" void request_stop(int signal) {
+  g_stop_signal = signal;
+  std::signal(signal, SIG_DFL);
+}
 
 std::string percent(double fraction) {
   char buffer[16];
@@ -147,7 +168,8 @@ training::RunConfig to_config(const TrainArgs& a) {
                                     .step_epochs(a.lr_step_epochs)
                                     .gamma(a.lr_gamma))
                    .train_eval_size(a.train_eval_size)
-                   .augment(data::AugmentOptions().enabled(a.augment).padding(a.augment_padding).flip(!a.no_flip)))
+                   .augment(data::AugmentOptions().enabled(a.augment).padding(a.augment_padding).flip(!a.no_flip))
+                   .on_divergence(training::parse_divergence_policy(a.on_divergence)))
       .max_grad_norm(a.max_grad_norm)
       .loss(training::LossOptions().label_smoothing(a.label_smoothing))
       .l2sp(a.l2sp)
@@ -177,26 +199,58 @@ training::Record epoch_record(const training::EpochMetrics& m) {
       .add("test_acc", m.test.accuracy)
       .add("gap_loss", m.test.loss - m.train.loss)
       .add("gap_acc", m.train.accuracy - m.test.accuracy)
+      .add("skipped_steps", m.skipped_steps)
       .add("train_seconds", m.train_seconds)
       .add("ms_per_step", m.ms_per_step);
   return r;
 }
 
-int run_train(const TrainArgs& a) {
+// The config of the run in `dir` (its newest intact checkpoint) and that checkpoint's path.
+std::pair<training::RunConfig, std::string> resume_point(const std::string& dir, training::Progress& progress) {
+  const std::string checkpoints = (std::filesystem::path(dir) / "checkpoints").string();
+  check(std::filesystem::is_directory(checkpoints),
+        dir + ": no checkpoints/ directory (was it written by flatmin train, without --no-checkpoints?)");
+  const std::string path =
+      training::latest_checkpoint(checkpoints, [&](const std::string& warning) { progress.line("warning: " + warning); });
+  const training::CheckpointContents saved = training::load_checkpoint(path);
+  return {training::RunConfig::from_json(saved.config_json), path};
+}
+
+int run_train(TrainArgs a) {  // by value: --resume replaces some fields
+  training::Progress progress(training::parse_progress_mode(a.progress));
+  training::RunConfig config;
+  std::string resume_path;
+  if (!a.resume.empty()) {
+    // The run's own config decides everything that shapes it; the CLI's values are not used.
+    std::tie(config, resume_path) = resume_point(a.resume, progress);
+    a.out = a.resume;
+    a.model = config.model().name();
+    a.epochs = config.trainer().epochs();
+    const std::string config_path = a.out + "/config.json";
+    if (std::filesystem::exists(config_path)) {
+      std::ifstream in(config_path);
+      const auto j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+      if (j.is_object() && j.contains("data_dir") && j["data_dir"].is_string()) a.data_dir = j["data_dir"];
+    }
+  } else {
+    config = to_config(a);  // parses names: fails before any work
+  }
+  optim::check_base_for_method(config.method(), config.optimizer());
   // 1 thread for the MLP (2 threads made its step ~2x slower here), every core for conv nets.
   const int threads = a.threads > 0 ? a.threads
                                     : (a.model == "mlp" ? 1 : std::max(1, static_cast<int>(std::thread::hardware_concurrency())));
   const ThreadCounts thread_counts = set_num_threads(threads);
-  const training::RunConfig config = to_config(a);  // parses names: fails before any work
-  optim::check_base_for_method(config.method(), config.optimizer());
   const std::string out_dir =
       a.out.empty() ? "runs/" + a.method + "-" + a.model + "-seed" + std::to_string(a.seed) : a.out;
-  training::Progress progress(training::parse_progress_mode(a.progress));
 
   const data::TrainTest data = data::load_fashion_mnist(a.data_dir);
   std::error_code ec;
   std::filesystem::create_directories(out_dir, ec);
   check(!ec, out_dir + ": cannot create the output directory: " + ec.message());
+  if (resume_path.empty() && !a.no_checkpoints) {
+    // A fresh run in an old run's directory must not resume from, or mix with, its checkpoints.
+    for (const auto& old : training::list_step_checkpoints(out_dir + "/checkpoints")) std::filesystem::remove(old, ec);
+  }
   training::MetricsLog log(out_dir);
   const auto t0 = std::chrono::steady_clock::now();
 
@@ -213,18 +267,46 @@ int run_train(const TrainArgs& a) {
     j["split"]["val_examples"] = run.splits.val.size();
     j["split"]["test_examples"] = run.splits.test.size();
     j["threads"] = {{"torch_intra_op", thread_counts.torch_intra_op}, {"blas", thread_counts.blas}};
-    training::write_text_file(out_dir + "/config.json", j.dump(2) + "\n");
+    if (!run.resumed_from) training::write_text_file(out_dir + "/config.json", j.dump(2) + "\n");
     progress.line("flatmin train: " + run.optimizer->method().describe() + " | " + a.model + ", " +
                   std::to_string(run.parameter_count) + " parameters | " + std::to_string(run.optimizer->evaluations()) +
                   " gradient evaluations/step | train " + std::to_string(run.splits.train.size()) + ", val " +
                   std::to_string(run.splits.val.size()) + ", test " + std::to_string(run.splits.test.size()) + " | " +
                   std::to_string(thread_counts.torch_intra_op) + " thread(s) | -> " + out_dir);
+    if (run.resumed_from) {
+      // The metrics files hold exactly the checkpoint's rows again: none duplicated, none missing.
+      for (const auto& m : run.resumed_from->history) log.append(epoch_record(m));
+      progress.line("resumed from " + resume_path + " at epoch " + std::to_string(run.resumed_from->epoch + 1) +
+                    ", step " + std::to_string(run.resumed_from->batch) + " of the epoch (" +
+                    std::to_string(run.optimizer->steps_taken()) + " steps done)");
+    }
   };
   auto on_epoch = [&](const training::EpochMetrics& m) {
     log.append(epoch_record(m));
     progress.line(epoch_line(m, a.epochs));
   };
-  const training::RunResult run = training::run_training(config, data, on_start, on_epoch, &progress);
+
+  training::RunControl control;
+  control.resume_from(resume_path).keep_checkpoints(a.keep_checkpoints).checkpoint_every_steps(a.checkpoint_every);
+  if (!a.no_checkpoints) control.checkpoint_dir(out_dir + "/checkpoints");
+  control.stop_requested([] { return g_stop_signal != 0; });
+  std::signal(SIGINT, request_stop);
+  std::signal(SIGTERM, request_stop);
+
+  training::RunResult run;
+  try {
+    run = training::run_training(config, data, on_start, on_epoch, &progress, control);
+  } catch (const training::TrainingInterrupted& e) {
+    progress.line(std::string("interrupted (") + (g_stop_signal == SIGTERM ? "SIGTERM" : "SIGINT") + "): " + e.what() +
+                  "; checkpoint written. Resume with:  flatmin train --resume " + out_dir);
+    return kExitInterrupted;
+  } catch (const training::TrainingDiverged& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    if (!a.no_checkpoints && !training::list_step_checkpoints(out_dir + "/checkpoints").empty())
+      std::cerr << "the last good checkpoint is intact: " << training::list_step_checkpoints(out_dir + "/checkpoints").back()
+                << "\n";
+    return kExitDiverged;
+  }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
   const training::EpochMetrics& last = run.history.back();
@@ -240,8 +322,10 @@ int run_train(const TrainArgs& a) {
   summary["epochs"] = a.epochs;
   summary["steps"] = last.steps;
   summary["gradient_evaluations"] = last.gradient_evaluations;
+  summary["skipped_steps"] = last.skipped_steps;
   summary["mean_ms_per_step"] = step_ms;
   summary["total_seconds"] = seconds;
+  summary["resumed"] = !resume_path.empty();
   summary["threads"] = thread_counts.torch_intra_op;
   training::write_text_file(out_dir + "/summary.json", summary.dump(2) + "\n");
   if (!a.no_save_model)
@@ -450,7 +534,37 @@ Action add_train_command(CLI::App& app) {
       ->group(run_group);
   cmd->add_flag("--no-save-model", args->no_save_model, "Do not write model.ckpt")->group(run_group);
 
-  return [args] { return run_train(*args); };
+  const std::string keep_group = "Checkpoints, resuming, divergence";
+  cmd->add_option("--checkpoint-every", args->checkpoint_every,
+                  "Also checkpoint every N steps (0 = at epoch ends only); into <out>/checkpoints/")
+      ->check(integer_in(0))
+      ->group(keep_group);
+  cmd->add_option("--keep-checkpoints", args->keep_checkpoints, "Keep the newest K checkpoints")
+      ->check(integer_in(1, 1000))
+      ->group(keep_group);
+  cmd->add_flag("--no-checkpoints", args->no_checkpoints, "Write no checkpoints while training")->group(keep_group);
+  cmd->add_option("--resume", args->resume,
+                  "Continue the run in DIR from its newest intact checkpoint, with its own config (it ends "
+                  "bitwise equal to an uninterrupted run); other run options are not allowed with it")
+      ->group(keep_group);
+  cmd->add_option("--on-divergence", args->on_divergence,
+                  "A non-finite loss or gradient: stop (exit code 3, last good checkpoint kept) | skip the step "
+                  "(counted in metrics as skipped_steps)")
+      ->check(CLI::IsMember({"stop", "skip"}))
+      ->group(keep_group);
+
+  return [args, cmd] {
+    if (!args->resume.empty()) {
+      // Everything that shapes a run comes from its checkpoint; say so rather than ignore a user's option.
+      static const std::set<std::string> allowed{"--resume", "--progress", "--threads", "--data-dir", "--keep-checkpoints",
+                                                 "--checkpoint-every", "--no-save-model"};
+      for (const CLI::Option* option : cmd->get_options())
+        if (option->count() > 0 && !option->get_lnames().empty() && !allowed.count("--" + option->get_lnames().front()))
+          throw CLI::ValidationError("--resume", "--" + option->get_lnames().front() +
+                                                     " cannot be combined with --resume (the run keeps its own config)");
+    }
+    return run_train(*args);
+  };
 }
 
 }  // namespace flatmin::cli

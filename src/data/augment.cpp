@@ -17,6 +17,16 @@ Augmenter::Augmenter(AugmentOptions options) : options_(std::move(options)), imp
   impl_->generator = at::make_generator<at::CPUGeneratorImpl>(options_.seed());
 }
 
+at::Tensor Augmenter::generator_state() const { return impl_->generator.get_state(); }
+
+void Augmenter::set_generator_state(const at::Tensor& state) {
+  try {
+    impl_->generator.set_state(state);
+  } catch (const c10::Error& e) {
+    throw Error(std::string("augmentation generator state is invalid: ") + e.what_without_backtrace());
+  }
+}
+
 at::Tensor Augmenter::operator()(const at::Tensor& images) {
   check(images.dim() == 4, "augmentation expects images [N, C, H, W]");
   torch::NoGradGuard no_grad;

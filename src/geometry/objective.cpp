@@ -226,7 +226,11 @@ void HessianOperator::prepare() {
   const bool autograd = options_.method() == HvpMethod::kAutograd;
   const double budget_mb = options_.graph_memory_mb();
   const double budget = budget_mb < 0 ? std::numeric_limits<double>::infinity() : budget_mb * 1024.0 * 1024.0;
-  int64_t largest = 0;  // the largest graph measured so far: the estimate for the next one
+  // A kept graph holds at least its create_graph gradient, one parameter-sized set of tensors: the floor of
+  // every estimate, also where the heap cannot be read (other allocators, sanitizers).
+  int64_t parameter_bytes = 0;
+  for (const auto& p : params) parameter_bytes += static_cast<int64_t>(p.numel() * p.element_size());
+  int64_t largest = parameter_bytes;  // the largest graph measured so far: the estimate for the next one
   bool caching = autograd && budget > 0;
   std::vector<at::Tensor> sum(params.size());
   double loss_sum = 0;
@@ -248,7 +252,7 @@ void HessianOperator::prepare() {
     }
     if (caching) {
       const int64_t after = heap_in_use();
-      const int64_t bytes = before >= 0 && after >= 0 ? std::max<int64_t>(0, after - before) : 0;
+      const int64_t bytes = std::max(parameter_bytes, before >= 0 && after >= 0 ? after - before : 0);
       largest = std::max(largest, bytes);
       if (static_cast<double>(cache_->bytes + bytes) <= budget) {
         cache_->graphs[static_cast<size_t>(b)] = std::move(grads);

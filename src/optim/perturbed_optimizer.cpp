@@ -1,5 +1,7 @@
 #include "flatmin/optim/perturbed_optimizer.h"
 
+#include <cmath>
+
 #include <torch/nn/utils/clip_grad.h>
 #include <torch/serialize/archive.h>
 #include <torch/utils.h>
@@ -73,7 +75,9 @@ void PerturbedOptimizer::begin_step() {
   for (auto& p : params_) p.mutable_grad() = at::Tensor();
   for (auto& c : combined_) c = at::Tensor();
 
-  const bool buffers_policy_matters = !buffers_.empty() && method_->evaluations() > 1;
+  // Statistics are snapshot when passes must be averaged or discarded, and when a non-finite step must
+  // leave no trace in them.
+  const bool buffers_policy_matters = !buffers_.empty() && (method_->evaluations() > 1 || options_.check_finite());
   if (buffers_policy_matters || (!buffers_.empty() && !method_->counts_for_buffers(0))) {
     buffers_before_.clear();
     buffers_delta_sum_.clear();
@@ -144,15 +148,32 @@ void PerturbedOptimizer::accumulate(int64_t i, const at::Tensor& loss) {
   ++gradient_evaluations_;
 }
 
+std::string PerturbedOptimizer::find_non_finite() const {
+  for (size_t i = 0; i < last_losses_.size(); ++i)
+    if (!std::isfinite(last_losses_[i]))
+      return "the loss at evaluation point " + std::to_string(i) + " is " + std::to_string(last_losses_[i]);
+  for (size_t j = 0; j < params_.size(); ++j) {
+    const at::Tensor& g = params_[j].grad();
+    if (g.defined() && !g.isfinite().all().item<bool>())
+      return "the gradient of parameter tensor " + std::to_string(j) + " is not finite";
+  }
+  return {};
+}
+
 void PerturbedOptimizer::finish_step() {
   check(in_step_, "PerturbedOptimizer: finish_step() without begin_step()");
   torch::NoGradGuard no_grad;
   if (method_->perturbs())
     for (size_t j = 0; j < params_.size(); ++j) params_[j].copy_(anchor_[j]);  // exact restoration of W
+  const double scale = method_->final_scale();
+  for (auto& p : params_)
+    if (p.grad().defined() && scale != 1.0) p.mutable_grad().mul_(scale);
+  non_finite_ = options_.check_finite() ? find_non_finite() : std::string();
   if (!buffers_before_.empty()) {
-    // statistics = before + mean of the counted passes' updates; exactly unchanged when no pass moved them.
+    // statistics = before + mean of the counted passes' updates; exactly unchanged when no pass moved them
+    // (or when the step is skipped).
     for (size_t j = 0; j < buffers_.size(); ++j) {
-      if (buffer_passes_counted_ == 0) {
+      if (buffer_passes_counted_ == 0 || !non_finite_.empty()) {
         buffers_[j].copy_(buffers_before_[j]);
       } else if (buffers_[j].is_floating_point()) {
         buffers_[j].copy_(buffers_before_[j]).add_(buffers_delta_sum_[j], 1.0 / buffer_passes_counted_);
@@ -161,15 +182,16 @@ void PerturbedOptimizer::finish_step() {
       }
     }
   }
-  const double scale = method_->final_scale();
-  for (auto& p : params_)
-    if (p.grad().defined() && scale != 1.0) p.mutable_grad().mul_(scale);
+  in_step_ = false;
+  ++steps_;
+  if (!non_finite_.empty()) {
+    for (auto& p : params_) p.mutable_grad() = at::Tensor();
+    return;
+  }
   if (options_.max_grad_norm() > 0) torch::nn::utils::clip_grad_norm_(params_, options_.max_grad_norm());
   for (const auto& term : gradient_terms_) term();
   push_options_to_base();
   base_->step();
-  in_step_ = false;
-  ++steps_;
 }
 
 at::Tensor PerturbedOptimizer::step(LossClosure closure) {

@@ -3,8 +3,10 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <vector>
@@ -136,7 +138,7 @@ torch::serialize::InputArchive open_archive(const unsigned char* payload, size_t
 
 void save_checkpoint(const std::string& path, const models::ModelSpec& spec, const models::Model& model,
                      const std::string& config_json, const at::Tensor& channel_mean, const at::Tensor& channel_std,
-                     int64_t epoch, const torch::optim::Optimizer* optimizer) {
+                     int64_t epoch, const torch::optim::Optimizer* optimizer, const TrainerState* trainer_state) {
   check(static_cast<bool>(model), path + ": cannot checkpoint an empty model");
   torch::serialize::OutputArchive archive;
   archive.write("format", c10::IValue(std::string("flatmin-checkpoint")));
@@ -152,6 +154,11 @@ void save_checkpoint(const std::string& path, const models::ModelSpec& spec, con
     torch::serialize::OutputArchive optimizer_archive(archive.compilation_unit());
     optimizer->save(optimizer_archive);
     archive.write("optimizer", optimizer_archive);
+  }
+  if (trainer_state) {
+    torch::serialize::OutputArchive state_archive(archive.compilation_unit());
+    trainer_state->save(state_archive);
+    archive.write("trainer", state_archive);
   }
   std::ostringstream payload_stream;
   archive.save_to(payload_stream);
@@ -184,10 +191,51 @@ CheckpointContents parse_checkpoint(const unsigned char* bytes, size_t size, con
     torch::serialize::InputArchive model_archive;
     archive.read("model", model_archive);
     c.model.module()->load(model_archive);
+    torch::serialize::InputArchive state_archive;
+    if (archive.try_read("trainer", state_archive)) {
+      c.trainer_state.emplace();
+      c.trainer_state->load(state_archive);
+    }
     return c;
   } catch (const c10::Error& e) {
     throw Error(name + ": checkpoint does not match its model: " + e.what_without_backtrace());
   }
+}
+
+void verify_checkpoint(const std::string& path) {
+  const std::vector<unsigned char> bytes = read_file(path);
+  payload_of(bytes.data(), bytes.size(), path);
+}
+
+std::vector<std::string> list_step_checkpoints(const std::string& dir) {
+  std::vector<std::pair<long long, std::string>> found;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.size() > 10 && name.rfind("step-", 0) == 0 && name.compare(name.size() - 5, 5, ".ckpt") == 0) {
+      const std::string digits = name.substr(5, name.size() - 10);
+      if (!digits.empty() && digits.find_first_not_of("0123456789") == std::string::npos)
+        found.emplace_back(std::stoll(digits), entry.path().string());
+    }
+  }
+  std::sort(found.begin(), found.end());
+  std::vector<std::string> paths;
+  for (auto& f : found) paths.push_back(std::move(f.second));
+  return paths;
+}
+
+std::string latest_checkpoint(const std::string& dir, const std::function<void(const std::string&)>& warn) {
+  const std::vector<std::string> paths = list_step_checkpoints(dir);
+  check(!paths.empty(), dir + ": no checkpoints (step-*.ckpt) to resume from");
+  for (auto it = paths.rbegin(); it != paths.rend(); ++it) {
+    try {
+      verify_checkpoint(*it);
+      return *it;
+    } catch (const Error& e) {
+      if (warn) warn(std::string("skipping a damaged checkpoint: ") + e.what());
+    }
+  }
+  throw Error(dir + ": every checkpoint is damaged");
 }
 
 CheckpointContents load_checkpoint(const std::string& path) {

@@ -2,12 +2,15 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <filesystem>
 
 #include <nlohmann/json.hpp>
 #include <torch/utils.h>
 
 #include "flatmin/core/error.h"
 #include "flatmin/core/seed.h"
+#include "flatmin/training/checkpoint.h"
 #include "flatmin/optim/regularizers.h"
 
 namespace flatmin::training {
@@ -59,14 +62,102 @@ std::string RunConfig::to_json(int indent) const {
                   {"eval_batch_size", t.eval_batch_size()},
                   {"train_eval_size", t.train_eval_size()},
                   {"drop_last", t.drop_last()},
+                  {"lr_min_factor", t.lr_schedule().min_factor()},
                   {"augment", t.augment().enabled()},
                   {"augment_padding", t.augment().padding()},
-                  {"augment_flip", t.augment().flip()}};
+                  {"augment_flip", t.augment().flip()},
+                  {"on_divergence", t.on_divergence() == DivergencePolicy::kSkip ? "skip" : "stop"}};
   return j.dump(indent);
 }
 
+RunConfig RunConfig::from_json(const std::string& text) {
+  try {
+    const auto j = nlohmann::json::parse(text);
+    const auto& m = j.at("method");
+    const auto& o = j.at("optimizer");
+    const auto& t = j.at("trainer");
+    const auto& sp = j.at("split");
+    RunConfig c;
+    c.seed(j.at("seed").get<uint64_t>());
+    c.method(optim::MethodSpec()
+                 .name(m.at("name").get<std::string>())
+                 .sigma(m.at("sigma").get<double>())
+                 .law(noise::parse_noise_law(m.at("noise").get<std::string>()))
+                 .sigma_schedule(noise::parse_schedule_kind(m.at("sigma_schedule").get<std::string>()))
+                 .sigma_warmup_epochs(m.at("sigma_warmup_epochs").get<int64_t>())
+                 .k(m.at("k").get<int64_t>())
+                 .two_point(m.at("two_point").get<bool>())
+                 .rho(m.at("rho").get<double>())
+                 .asam_eta(m.at("asam_eta").get<double>())
+                 .rsam_sigma(m.at("rsam_sigma").get<double>())
+                 .rsam_lambda(m.at("rsam_lambda").get<double>())
+                 .rsam_sigma_start(m.at("rsam_sigma_start").get<double>())
+                 .rsam_rho_end(m.at("rsam_rho_end").get<double>())
+                 .bsam_train_size(m.at("bsam_train_size").get<int64_t>())
+                 .bsam_prior_precision(m.at("bsam_prior_precision").get<double>())
+                 .bsam_damping(m.at("bsam_damping").get<double>())
+                 .bsam_init_precision(m.at("bsam_init_precision").get<double>())
+                 .bsam_beta1(m.at("bsam_beta1").get<double>())
+                 .bsam_beta2(m.at("bsam_beta2").get<double>())
+                 .crsam_alpha(m.at("crsam_alpha").get<double>())
+                 .crsam_beta(m.at("crsam_beta").get<double>()));
+    c.loss(LossOptions().label_smoothing(j.at("loss").at("label_smoothing").get<double>()));
+    c.l2sp(j.at("l2sp").get<double>());
+    c.model(models::ModelSpec().name(j.at("model").at("name").get<std::string>()).width(j.at("model").at("width").get<int64_t>()));
+    c.split(data::SplitOptions()
+                .val_size(sp.at("val_size").get<int64_t>())
+                .classes(sp.at("classes").get<std::vector<int64_t>>())
+                .train_per_class(sp.at("train_per_class").get<int64_t>())
+                .test_size(sp.at("test_size").get<int64_t>())
+                .normalize(sp.at("normalize").get<bool>()));
+    c.optimizer(optim::BaseOptimizerOptions()
+                    .name(o.at("name").get<std::string>())
+                    .lr(o.at("lr").get<double>())
+                    .momentum(o.at("momentum").get<double>())
+                    .nesterov(o.at("nesterov").get<bool>())
+                    .weight_decay(o.at("weight_decay").get<double>())
+                    .beta1(o.at("beta1").get<double>())
+                    .beta2(o.at("beta2").get<double>())
+                    .eps(o.at("eps").get<double>()));
+    c.max_grad_norm(o.at("max_grad_norm").get<double>());
+    c.trainer(TrainerOptions()
+                  .epochs(t.at("epochs").get<int64_t>())
+                  .batch_size(t.at("batch_size").get<int64_t>())
+                  .lr_schedule(LrSchedule()
+                                   .kind(parse_lr_schedule(t.at("lr_schedule").get<std::string>()))
+                                   .step_epochs(t.at("lr_step_epochs").get<int64_t>())
+                                   .gamma(t.at("lr_gamma").get<double>())
+                                   .min_factor(t.at("lr_min_factor").get<double>()))
+                  .eval_batch_size(t.at("eval_batch_size").get<int64_t>())
+                  .train_eval_size(t.at("train_eval_size").get<int64_t>())
+                  .drop_last(t.at("drop_last").get<bool>())
+                  .augment(data::AugmentOptions()
+                               .enabled(t.at("augment").get<bool>())
+                               .padding(t.at("augment_padding").get<int64_t>())
+                               .flip(t.at("augment_flip").get<bool>()))
+                  .on_divergence(parse_divergence_policy(t.at("on_divergence").get<std::string>())));
+    return c;
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(std::string("run config: ") + e.what());
+  }
+}
+
+namespace {
+
+// Copies the weights and buffers of `from` into `to` (same architecture): resuming keeps the run's own
+// module objects, which the optimizer and the gradient terms already point at.
+void copy_state(const models::Model& from, const models::Model& to) {
+  torch::NoGradGuard no_grad;
+  const auto src_params = from->named_parameters(), dst_params = to->named_parameters();
+  for (const auto& p : dst_params) p.value().copy_(src_params[p.key()]);
+  const auto src_buffers = from->named_buffers(), dst_buffers = to->named_buffers();
+  for (const auto& b : dst_buffers) b.value().copy_(src_buffers[b.key()]);
+}
+
+}  // namespace
+
 RunResult run_training(const RunConfig& config, const data::TrainTest& data, const RunStartCallback& on_start,
-                       const Trainer::EpochCallback& on_epoch, Progress* progress) {
+                       const Trainer::EpochCallback& on_epoch, Progress* progress, const RunControl& control) {
   // Validate the cheap things first (bSAM's N is known only once the split is made).
   optim::MethodSpec method_spec = config.method();
   optim::make_method(optim::MethodSpec(method_spec).bsam_train_size(std::max<int64_t>(method_spec.bsam_train_size(), 1)));
@@ -111,8 +202,40 @@ RunResult run_training(const RunConfig& config, const data::TrainTest& data, con
       trainer_options.augment().fill(fill);
     }
   }
+  trainer_options.checkpoint_every_steps(control.checkpoint_every_steps());
   Trainer trainer(run.model, run.optimizer, trainer_options);
   trainer.set_loss(loss);
+  if (control.stop_requested()) trainer.set_stop_request(control.stop_requested());
+
+  const std::string config_json = config.to_json();
+  if (!control.resume_from().empty()) {
+    // Everything is built exactly as in the original run (so W₀ of L2-SP, the split and the
+    // normalisation agree); then the checkpoint's weights, optimizer state and position take over.
+    CheckpointContents saved = load_checkpoint(control.resume_from());
+    check(saved.config_json == config_json,
+          control.resume_from() + ": written by a run with another config; resume with the config stored in it");
+    check(saved.trainer_state.has_value(), control.resume_from() + ": not a training checkpoint (no trainer state)");
+    copy_state(saved.model, run.model);
+    load_optimizer_state(control.resume_from(), *run.optimizer);
+    run.resumed_from = *saved.trainer_state;
+    trainer.resume_from(*saved.trainer_state);
+  }
+  if (!control.checkpoint_dir().empty()) {
+    check(control.keep_checkpoints() >= 1, "keep_checkpoints must be >= 1");
+    std::error_code ec;
+    std::filesystem::create_directories(control.checkpoint_dir(), ec);
+    check(!ec, control.checkpoint_dir() + ": cannot create the checkpoint directory: " + ec.message());
+    trainer.set_checkpoint_writer([&](const TrainerState& state) {
+      char name[48];
+      std::snprintf(name, sizeof name, "step-%010lld.ckpt", static_cast<long long>(run.optimizer->steps_taken()));
+      const std::string path = (std::filesystem::path(control.checkpoint_dir()) / name).string();
+      save_checkpoint(path, run.spec, run.model, config_json, run.splits.channel_mean, run.splits.channel_std,
+                      state.epoch, run.optimizer.get(), &state);
+      const std::vector<std::string> all = list_step_checkpoints(control.checkpoint_dir());
+      for (size_t i = 0; i + static_cast<size_t>(control.keep_checkpoints()) < all.size(); ++i)
+        std::filesystem::remove(all[i], ec);
+    });
+  }
   if (on_start) on_start(run);
   run.history = trainer.fit(run.splits, on_epoch, progress);
   return run;

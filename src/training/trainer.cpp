@@ -8,7 +8,9 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/nn/functional/loss.h>
+#include <torch/serialize/archive.h>
 #include <torch/utils.h>
+#include <nlohmann/json.hpp>
 
 #include "flatmin/core/error.h"
 
@@ -84,25 +86,55 @@ std::vector<EpochMetrics> Trainer::fit(const data::Splits& splits, const EpochCa
   const data::Dataset train_eval = evaluation_subset(splits.train, options_.train_eval_size(), options_.seed());
   std::unique_ptr<data::Augmenter> augment;
   if (options_.augment().enabled()) augment = std::make_unique<data::Augmenter>(options_.augment());
+  auto& groups = optimizer_->param_groups();
 
-  std::vector<double> initial_lr;
-  for (const auto& group : optimizer_->param_groups()) initial_lr.push_back(group.options().get_lr());
+  TrainerState state;
+  if (resume_) {
+    state = std::move(*resume_);
+    resume_.reset();
+    check(state.epoch >= 0 && state.batch >= 0 && state.batch < steps_per_epoch,
+          "resume: the checkpoint's position (epoch " + std::to_string(state.epoch + 1) + ", batch " +
+              std::to_string(state.batch) + ") does not fit this run's " + std::to_string(steps_per_epoch) +
+              " batches per epoch");
+    check(static_cast<int64_t>(state.history.size()) == state.epoch,
+          "resume: the checkpoint's metrics do not match its epoch");
+    check(state.initial_lr.size() == groups.size(), "resume: the optimizer's parameter groups changed");
+    check(state.shuffle_state.defined(), "resume: the checkpoint lacks the shuffling state");
+    if (augment) {
+      check(state.augment_state.defined(), "resume: the checkpoint lacks the augmentation state");
+      augment->set_generator_state(state.augment_state);
+    }
+  } else {
+    state.shuffle_state = batcher.generator_state();
+    for (const auto& group : groups) state.initial_lr.push_back(group.options().get_lr());
+  }
+  // Everything a checkpoint needs, at this moment (between two steps).
+  auto snapshot = [&] {
+    TrainerState s = state;
+    if (augment) s.augment_state = augment->generator_state();
+    return s;
+  };
 
   torch::nn::Module& module = *model_.module();
-  std::vector<EpochMetrics> history;
   const int64_t epochs = options_.epochs();
-  int64_t step = optimizer_->steps_taken();
-  for (int64_t epoch = 0; epoch < epochs; ++epoch) {
+  for (; state.epoch < epochs; ++state.epoch) {
+    const int64_t epoch = state.epoch;
     optimizer_->set_epoch(epoch, epochs);
+    batcher.set_generator_state(state.shuffle_state);  // the state before this epoch's permutation
     batcher.start_epoch();
     module.train();
     if (progress) progress->start("epoch " + std::to_string(epoch + 1) + "/" + std::to_string(epochs), steps_per_epoch);
-    double objective_sum = 0;
-    const auto t0 = std::chrono::steady_clock::now();
-    for (int64_t b = 0; b < steps_per_epoch; ++b, ++step) {
-      const double factor = options_.lr_schedule().factor(step, steps_per_epoch, epochs);
-      auto& groups = optimizer_->param_groups();
-      for (size_t g = 0; g < groups.size(); ++g) groups[g].options().set_lr(initial_lr[g] * factor);
+    auto t0 = std::chrono::steady_clock::now();
+    auto lap = [&] {
+      const auto now = std::chrono::steady_clock::now();
+      state.train_seconds += std::chrono::duration<double>(now - t0).count();
+      t0 = now;
+    };
+    while (state.batch < steps_per_epoch) {
+      const int64_t b = state.batch;
+      // The learning rate is a pure function of the position in the run.
+      const double factor = options_.lr_schedule().factor(epoch * steps_per_epoch + b, steps_per_epoch, epochs);
+      for (size_t g = 0; g < groups.size(); ++g) groups[g].options().set_lr(state.initial_lr[g] * factor);
       data::Batch batch = batcher.batch(b);
       if (augment) batch.inputs = (*augment)(batch.inputs);
       const at::Tensor loss = optimizer_->step([&] {
@@ -110,31 +142,172 @@ std::vector<EpochMetrics> Trainer::fit(const data::Splits& splits, const EpochCa
         l.backward();
         return l;
       });
-      const double value = loss.item<double>();
-      if (!std::isfinite(value))
-        throw Error("training diverged: loss is " + fmt_double("%g", value) + " at epoch " + std::to_string(epoch + 1) +
-                    ", step " + std::to_string(b + 1) + " (lower the learning rate or the noise scale)");
-      objective_sum += value;
-      if (progress) progress->update(b + 1, "loss " + fmt_double("%.4f", objective_sum / static_cast<double>(b + 1)));
+      if (optimizer_->last_step_skipped()) {
+        if (options_.on_divergence() == DivergencePolicy::kStop) {
+          lap();
+          throw TrainingDiverged("training diverged at epoch " + std::to_string(epoch + 1) + ", step " +
+                                     std::to_string(b + 1) + ": " + optimizer_->last_step_non_finite() +
+                                     "; the step was not applied (lower the learning rate or the noise scale, or "
+                                     "skip such steps with --on-divergence skip)",
+                                 snapshot());
+        }
+        ++state.skipped_steps;
+      } else {
+        state.objective_sum += loss.item<double>();
+        ++state.objective_count;
+      }
+      ++state.batch;
+      if (progress)
+        progress->update(state.batch, "loss " + fmt_double("%.4f", state.objective_sum /
+                                                                       static_cast<double>(std::max<int64_t>(
+                                                                           state.objective_count, 1))));
+      const bool stop = stop_requested_ && stop_requested_();
+      const bool periodic = options_.checkpoint_every_steps() > 0 &&
+                            optimizer_->steps_taken() % options_.checkpoint_every_steps() == 0 &&
+                            state.batch < steps_per_epoch;  // the epoch's end writes its own
+      if (stop || periodic) {
+        lap();
+        if (checkpoint_writer_) checkpoint_writer_(snapshot());
+        t0 = std::chrono::steady_clock::now();
+      }
+      if (stop)
+        throw TrainingInterrupted("training interrupted after epoch " + std::to_string(epoch + 1) + ", step " +
+                                      std::to_string(b + 1),
+                                  snapshot());
     }
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    lap();
 
     EpochMetrics m;
     m.epoch = epoch + 1;
     m.steps = optimizer_->steps_taken();
     m.gradient_evaluations = optimizer_->gradient_evaluations();
-    m.lr = optimizer_->param_groups().front().options().get_lr();
+    m.lr = groups.front().options().get_lr();
     m.method_scalars = optimizer_->method().scalars();
-    m.objective = objective_sum / static_cast<double>(steps_per_epoch);
-    m.train_seconds = seconds;
-    m.ms_per_step = 1000.0 * seconds / static_cast<double>(steps_per_epoch);
+    m.objective = state.objective_count > 0 ? state.objective_sum / static_cast<double>(state.objective_count)
+                                            : std::numeric_limits<double>::quiet_NaN();
+    m.train_seconds = state.train_seconds;
+    m.ms_per_step = 1000.0 * state.train_seconds / static_cast<double>(steps_per_epoch);
+    m.skipped_steps = state.skipped_steps;
     m.train = evaluate(model_, train_eval, options_.eval_batch_size());
     m.val = evaluate(model_, splits.val, options_.eval_batch_size());
     m.test = evaluate(model_, splits.test, options_.eval_batch_size());
-    history.push_back(m);
+    state.history.push_back(m);
     if (on_epoch) on_epoch(m);
+    // The next epoch: its permutation is drawn from the generator as this epoch's left it.
+    state.shuffle_state = batcher.generator_state();
+    state.batch = 0;
+    state.objective_sum = 0;
+    state.objective_count = 0;
+    state.train_seconds = 0;
+    if (checkpoint_writer_) {
+      TrainerState next = snapshot();
+      next.epoch = epoch + 1;
+      checkpoint_writer_(next);
+    }
+  }
+  return state.history;
+}
+
+DivergencePolicy parse_divergence_policy(const std::string& name) {
+  if (name == "stop") return DivergencePolicy::kStop;
+  if (name == "skip") return DivergencePolicy::kSkip;
+  throw Error("unknown divergence policy '" + name + "' (valid: stop, skip)");
+}
+
+namespace {
+
+nlohmann::json eval_to_json(const EvalResult& r) {
+  return {{"loss", std::isfinite(r.loss) ? nlohmann::json(r.loss) : nlohmann::json()},
+          {"accuracy", std::isfinite(r.accuracy) ? nlohmann::json(r.accuracy) : nlohmann::json()},
+          {"count", r.count}};
+}
+
+EvalResult eval_from_json(const nlohmann::json& j) {
+  EvalResult r;
+  r.loss = j.at("loss").is_null() ? std::numeric_limits<double>::quiet_NaN() : j.at("loss").get<double>();
+  r.accuracy = j.at("accuracy").is_null() ? std::numeric_limits<double>::quiet_NaN() : j.at("accuracy").get<double>();
+  r.count = j.at("count").get<int64_t>();
+  return r;
+}
+
+// Metrics go into the checkpoint as JSON text with every double written exactly (17 digits round-trip).
+std::string history_to_json(const std::vector<EpochMetrics>& history) {
+  nlohmann::json rows = nlohmann::json::array();
+  for (const auto& m : history) {
+    nlohmann::json scalars = nlohmann::json::array();
+    for (const auto& [name, value] : m.method_scalars) scalars.push_back({name, value});
+    rows.push_back({{"epoch", m.epoch},
+                    {"steps", m.steps},
+                    {"gradient_evaluations", m.gradient_evaluations},
+                    {"lr", m.lr},
+                    {"method_scalars", scalars},
+                    {"objective", std::isfinite(m.objective) ? nlohmann::json(m.objective) : nlohmann::json()},
+                    {"train", eval_to_json(m.train)},
+                    {"val", eval_to_json(m.val)},
+                    {"test", eval_to_json(m.test)},
+                    {"train_seconds", m.train_seconds},
+                    {"ms_per_step", m.ms_per_step},
+                    {"skipped_steps", m.skipped_steps}});
+  }
+  return rows.dump();
+}
+
+std::vector<EpochMetrics> history_from_json(const std::string& text) {
+  std::vector<EpochMetrics> history;
+  for (const auto& row : nlohmann::json::parse(text)) {
+    EpochMetrics m;
+    m.epoch = row.at("epoch").get<int64_t>();
+    m.steps = row.at("steps").get<int64_t>();
+    m.gradient_evaluations = row.at("gradient_evaluations").get<int64_t>();
+    m.lr = row.at("lr").get<double>();
+    for (const auto& s : row.at("method_scalars")) m.method_scalars.emplace_back(s.at(0).get<std::string>(), s.at(1).get<double>());
+    m.objective = row.at("objective").is_null() ? std::numeric_limits<double>::quiet_NaN() : row.at("objective").get<double>();
+    m.train = eval_from_json(row.at("train"));
+    m.val = eval_from_json(row.at("val"));
+    m.test = eval_from_json(row.at("test"));
+    m.train_seconds = row.at("train_seconds").get<double>();
+    m.ms_per_step = row.at("ms_per_step").get<double>();
+    m.skipped_steps = row.at("skipped_steps").get<int64_t>();
+    history.push_back(std::move(m));
   }
   return history;
+}
+
+}  // namespace
+
+void TrainerState::save(torch::serialize::OutputArchive& archive) const {
+  archive.write("epoch", c10::IValue(epoch));
+  archive.write("batch", c10::IValue(batch));
+  archive.write("shuffle_state", shuffle_state);
+  if (augment_state.defined()) archive.write("augment_state", augment_state);
+  archive.write("objective_sum", c10::IValue(objective_sum));
+  archive.write("objective_count", c10::IValue(objective_count));
+  archive.write("train_seconds", c10::IValue(train_seconds));
+  archive.write("skipped_steps", c10::IValue(skipped_steps));
+  archive.write("initial_lr", c10::IValue(c10::List<double>(initial_lr)));
+  archive.write("history", c10::IValue(history_to_json(history)));
+}
+
+void TrainerState::load(torch::serialize::InputArchive& archive) {
+  c10::IValue v;
+  auto read = [&](const char* key) -> const c10::IValue& {
+    archive.read(key, v);
+    return v;
+  };
+  epoch = read("epoch").toInt();
+  batch = read("batch").toInt();
+  archive.read("shuffle_state", shuffle_state);
+  if (!archive.try_read("augment_state", augment_state)) augment_state = at::Tensor();
+  objective_sum = read("objective_sum").toDouble();
+  objective_count = read("objective_count").toInt();
+  train_seconds = read("train_seconds").toDouble();
+  skipped_steps = read("skipped_steps").toInt();
+  initial_lr = read("initial_lr").toDoubleVector();
+  try {
+    history = history_from_json(read("history").toStringRef());
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(std::string("trainer state: malformed metrics history: ") + e.what());
+  }
 }
 
 }  // namespace flatmin::training

@@ -10,6 +10,7 @@
 
 #include "flatmin/core/error.h"
 #include "flatmin/data/dataset.h"
+#include "flatmin/training/checkpoint.h"
 #include "flatmin/training/lr_schedule.h"
 #include "flatmin/training/metrics_log.h"
 #include "flatmin/training/run.h"
@@ -202,6 +203,138 @@ TEST(EndToEnd, NsoTrainsTheMlpOnFashionMnist) {
   std::cout << "end-to-end NSO MLP test accuracy: " << accuracy << "\n";
   EXPECT_GT(accuracy, 0.78);
   EXPECT_LT(r.history.back().train.loss, r.history.front().train.loss);
+}
+
+}  // namespace
+
+namespace {
+
+std::vector<at::Tensor> weights_of(const models::Model& model) {
+  std::vector<at::Tensor> w;
+  for (const auto& p : model->parameters()) w.push_back(p.detach().clone());
+  for (const auto& b : model->buffers()) w.push_back(b.detach().clone());
+  return w;
+}
+
+bool all_equal(const std::vector<at::Tensor>& a, const std::vector<at::Tensor>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t j = 0; j < a.size(); ++j)
+    if (!at::equal(a[j], b[j])) return false;
+  return true;
+}
+
+TEST(Divergence, StopLeavesTheLastGoodWeightsAndSaysWhere) {
+  const auto data = blobs(40, 10);
+  RunConfig config = small_config("sgd", 1);
+  config.optimizer().lr(1e30).momentum(0.0);
+  models::Model model;
+  try {
+    run_training(config, data, [&](const RunResult& r) { model = r.model; });
+    FAIL() << "no error";
+  } catch (const TrainingDiverged& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("epoch 1, step 2"), std::string::npos) << what;  // step 1 made the weights huge
+    EXPECT_NE(what.find("loss"), std::string::npos) << what;
+    EXPECT_EQ(e.state().epoch, 0);
+    EXPECT_EQ(e.state().batch, 1);  // the failed step was not applied
+  }
+  for (const auto& w : weights_of(model)) EXPECT_TRUE(w.isfinite().all().item<bool>());
+}
+
+TEST(Divergence, SkipCountsTheSkippedStepsAndFinishes) {
+  const auto data = blobs(40, 10);
+  RunConfig config = small_config("nso", 1);
+  config.optimizer().lr(1e30).momentum(0.0);
+  config.trainer().on_divergence(DivergencePolicy::kSkip);
+  const RunResult r = run_training(config, data);
+  const int64_t steps = r.history.back().steps;
+  EXPECT_EQ(r.history.back().skipped_steps, steps - 1);  // every step after the first
+  for (const auto& w : weights_of(r.model)) EXPECT_TRUE(w.isfinite().all().item<bool>());
+}
+
+TEST(Divergence, NonFiniteGradientWithFiniteLossSkipsTheStepAndKeepsOptimizerState) {
+  at::Tensor w = torch::tensor({0.0, 1.0}, torch::kDouble).set_requires_grad(true);
+  auto base = std::make_shared<torch::optim::SGD>(std::vector<at::Tensor>{w}, torch::optim::SGDOptions(0.1).momentum(0.9));
+  optim::PerturbedOptimizer opt(base, std::make_shared<optim::NoPerturbation>());
+  auto good = [&] {
+    auto l = (w * w).sum();
+    l.backward();
+    return l;
+  };
+  opt.step(good);  // momentum buffers now exist
+  const at::Tensor w_before = w.detach().clone();
+  std::stringstream before, after;
+  torch::save(*base, before);
+  opt.step([&] {
+    auto l = (w.abs() + 1e-300).sqrt().sum() * 0 + torch::sqrt(w.index({0}) - w.index({0}).detach()) ;  // d sqrt(x)/dx at 0 = inf
+    l.backward();
+    return l;
+  });
+  EXPECT_TRUE(opt.last_step_skipped());
+  EXPECT_NE(opt.last_step_non_finite().find("gradient"), std::string::npos) << opt.last_step_non_finite();
+  EXPECT_TRUE(at::equal(w.detach(), w_before));
+  torch::save(*base, after);
+  EXPECT_EQ(before.str(), after.str());  // momentum untouched
+  opt.step(good);
+  EXPECT_FALSE(opt.last_step_skipped());
+}
+
+TEST(Resume, RunConfigRoundTripsThroughJson) {
+  RunConfig c = small_config("crsam", 99);
+  c.trainer().augment(data::AugmentOptions().enabled(true).padding(2).flip(false)).on_divergence(DivergencePolicy::kSkip);
+  c.loss(LossOptions().label_smoothing(0.2)).l2sp(0.01).max_grad_norm(5.0);
+  c.split().classes({3, 1}).train_per_class(7);
+  EXPECT_EQ(RunConfig::from_json(c.to_json()).to_json(), c.to_json());
+  EXPECT_THROW(RunConfig::from_json("{\"seed\": 1}"), flatmin::Error);
+}
+
+// In process: a run stopped midway (as by SIGTERM) and resumed from its checkpoint ends bitwise equal to
+// the uninterrupted run, with the same history.
+TEST(Resume, StoppedAndResumedRunsEndBitwiseEqual) {
+  const auto data = blobs(60, 20);
+  for (const std::string method : {"sgd", "nso", "sam", "bsam"}) {
+    RunConfig config = small_config(method, 5);
+    config.trainer().augment(data::AugmentOptions().enabled(true).padding(1));
+    if (method == "bsam") config.optimizer().weight_decay(0.0);  // its prior is its weight decay
+    const RunResult full = run_training(config, data);
+
+    const std::string dir = scratch_dir("resume-" + method);
+    int64_t steps = 0;
+    RunControl stop_midway = RunControl().checkpoint_dir(dir).stop_requested([&] { return ++steps == 11; });
+    EXPECT_THROW(run_training(config, data, {}, {}, nullptr, stop_midway), TrainingInterrupted) << method;
+    const std::string latest = latest_checkpoint(dir);
+    const RunResult resumed = run_training(config, data, {}, {}, nullptr, RunControl().resume_from(latest));
+    ASSERT_TRUE(resumed.resumed_from.has_value());
+    EXPECT_EQ(resumed.resumed_from->batch, 11 - 10) << method;  // 150 examples / 16: 10 steps per epoch
+    EXPECT_TRUE(all_equal(weights_of(full.model), weights_of(resumed.model))) << method;
+    ASSERT_EQ(full.history.size(), resumed.history.size());
+    for (size_t e = 0; e < full.history.size(); ++e) {
+      EXPECT_EQ(full.history[e].objective, resumed.history[e].objective) << method << " epoch " << e;
+      EXPECT_EQ(full.history[e].test.loss, resumed.history[e].test.loss) << method;
+    }
+    // A checkpoint of another config is refused.
+    RunConfig other = config;
+    other.optimizer().lr(0.01);
+    EXPECT_THROW(run_training(other, data, {}, {}, nullptr, RunControl().resume_from(latest)), flatmin::Error);
+    std::filesystem::remove_all(dir);
+  }
+}
+
+TEST(Resume, KeepsTheNewestCheckpointsAndSkipsADamagedOne) {
+  const auto data = blobs(60, 20);
+  const std::string dir = scratch_dir("keep");
+  run_training(small_config("sgd", 2), data, {}, {}, nullptr,
+               RunControl().checkpoint_dir(dir).checkpoint_every_steps(2).keep_checkpoints(3));
+  const auto kept = list_step_checkpoints(dir);
+  ASSERT_EQ(kept.size(), 3u);
+  EXPECT_NE(kept.back().find("step-0000000030.ckpt"), std::string::npos) << kept.back();  // 3 epochs × 10 steps
+  // Damage the newest: resuming falls back to the one before, and says so.
+  std::ofstream(kept.back(), std::ios::binary | std::ios::trunc) << "garbage";
+  std::vector<std::string> warnings;
+  EXPECT_EQ(latest_checkpoint(dir, [&](const std::string& w) { warnings.push_back(w); }), kept[1]);
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_NE(warnings[0].find("not a flatmin checkpoint"), std::string::npos) << warnings[0];
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

@@ -38,6 +38,9 @@ class Augmenter {
   explicit Augmenter(AugmentOptions options);
   at::Tensor operator()(const at::Tensor& images);
   const AugmentOptions& options() const { return options_; }
+  /// The generator's state, to checkpoint and resume a run exactly.
+  at::Tensor generator_state() const;
+  void set_generator_state(const at::Tensor& state);
 
  private:
   struct Impl;

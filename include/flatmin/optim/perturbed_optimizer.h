@@ -39,6 +39,11 @@ struct PerturbedOptimizerOptions {
   /// Set when the closure does not zero gradients: consecutive evaluations whose blend is {1, 1}
   /// then accumulate directly in .grad, saving a parameter-sized buffer and a pass over it.
   TORCH_ARG(bool, accumulate_in_grad) = false;
+  /// Before the base step, check that every evaluation's loss and the combined gradient are finite. If
+  /// not, the step is skipped: W and the tracked buffers stay as they were before it, the gradients are
+  /// cleared, the base optimizer is not called (its state is untouched), and last_step_skipped() says
+  /// why. The step still counts (noise keys never repeat).
+  TORCH_ARG(bool, check_finite) = true;
 };
 
 class PerturbedOptimizer : public torch::optim::Optimizer {
@@ -81,6 +86,9 @@ class PerturbedOptimizer : public torch::optim::Optimizer {
   int64_t gradient_evaluations() const { return gradient_evaluations_; }
   /// Losses of the last step's evaluation points.
   const std::vector<double>& last_losses() const { return last_losses_; }
+  /// Whether the last step was skipped by check_finite, and what was not finite ("" when not skipped).
+  bool last_step_skipped() const { return !non_finite_.empty(); }
+  const std::string& last_step_non_finite() const { return non_finite_; }
   const PerturbedOptimizerOptions& options() const { return options_; }
 
   void save(torch::serialize::OutputArchive& archive) const override;
@@ -89,6 +97,7 @@ class PerturbedOptimizer : public torch::optim::Optimizer {
  private:
   void collect_params();
   void push_options_to_base();
+  std::string find_non_finite() const;
 
   std::shared_ptr<torch::optim::Optimizer> base_;
   std::shared_ptr<PerturbationMethod> method_;
@@ -107,6 +116,7 @@ class PerturbedOptimizer : public torch::optim::Optimizer {
   int64_t steps_ = 0;
   int64_t gradient_evaluations_ = 0;
   std::vector<double> last_losses_;
+  std::string non_finite_;
 };
 
 }  // namespace flatmin::optim

@@ -8,11 +8,15 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include <ATen/Tensor.h>
 
 #include "flatmin/models/models.h"
+#include "flatmin/training/trainer.h"
 
 namespace torch::optim {
 class Optimizer;
@@ -29,12 +33,26 @@ struct CheckpointContents {
   at::Tensor channel_mean;    ///< data normalisation used in training (may be undefined)
   at::Tensor channel_std;
   int64_t epoch = 0;          ///< epochs completed when written
+  std::optional<TrainerState> trainer_state;  ///< present in checkpoints written during training
 };
 
-/// Writes a checkpoint of `model` (built from `spec`). When `optimizer` is given its state is saved too.
+/// Writes a checkpoint of `model` (built from `spec`). When `optimizer` is given its state is saved too,
+/// and `trainer_state` makes it a checkpoint a run can resume from.
 void save_checkpoint(const std::string& path, const models::ModelSpec& spec, const models::Model& model,
                      const std::string& config_json, const at::Tensor& channel_mean, const at::Tensor& channel_std,
-                     int64_t epoch, const torch::optim::Optimizer* optimizer = nullptr);
+                     int64_t epoch, const torch::optim::Optimizer* optimizer = nullptr,
+                     const TrainerState* trainer_state = nullptr);
+
+/// Verifies a checkpoint's header and checksum without parsing the payload (cheap); the error says why
+/// not. For picking the newest intact checkpoint of a directory.
+void verify_checkpoint(const std::string& path);
+
+/// The files `dir`/step-*.ckpt, oldest first (by step number).
+std::vector<std::string> list_step_checkpoints(const std::string& dir);
+
+/// The newest step checkpoint of `dir` that verifies; older ones are tried when the newest is damaged
+/// (each skip is reported to `warn`). Throws flatmin::Error when none is intact.
+std::string latest_checkpoint(const std::string& dir, const std::function<void(const std::string&)>& warn = {});
 
 /// Reads a checkpoint and rebuilds its model. Throws flatmin::Error "<path>: <problem>" on a missing,
 /// truncated, corrupted or foreign file, or an unsupported version.

@@ -3,7 +3,9 @@
 /// The CLI, the tests and the experiments all go through here, so they run the same thing.
 
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -35,8 +37,10 @@ struct RunConfig {
   TORCH_ARG(uint64_t, seed) = 0;
 
  public:
-  /// Everything above as JSON (for config.json).
+  /// Everything above as JSON (for config.json and checkpoints).
   std::string to_json(int indent = 2) const;
+  /// The inverse of to_json: from_json(c.to_json()).to_json() == c.to_json(). Throws flatmin::Error.
+  static RunConfig from_json(const std::string& text);
 };
 
 struct RunResult {
@@ -46,13 +50,33 @@ struct RunResult {
   std::shared_ptr<optim::PerturbedOptimizer> optimizer;
   data::Splits splits;
   int64_t parameter_count = 0;
+  /// The position the run was resumed from (nullopt for a fresh run): its history is already in
+  /// `history` before the first on_epoch call.
+  std::optional<TrainerState> resumed_from;
 };
 
 /// Called once everything is built, before the first step (to print or record the setup).
 using RunStartCallback = std::function<void(const RunResult& setup)>;
 
-/// Runs the config on `data`. Throws flatmin::Error on an invalid config.
+/// How a run is kept and resumed; none of it changes what the run computes.
+struct RunControl {
+  /// Where step checkpoints go (<dir>/step-<steps>.ckpt); "" = none.
+  TORCH_ARG(std::string, checkpoint_dir) = "";
+  /// Write one every N steps too (0 = at epoch ends only).
+  TORCH_ARG(int64_t, checkpoint_every_steps) = 0;
+  /// Keep the newest K step checkpoints (older ones are deleted after a new one is written).
+  TORCH_ARG(int64_t, keep_checkpoints) = 2;
+  /// A checkpoint written by this config's run to continue from ("" = start fresh).
+  TORCH_ARG(std::string, resume_from) = "";
+  /// Polled after every step; true = write a checkpoint and stop with TrainingInterrupted.
+  TORCH_ARG(std::function<bool()>, stop_requested) = nullptr;
+};
+
+/// Runs the config on `data`. Throws flatmin::Error on an invalid config, TrainingDiverged on a
+/// non-finite step (DivergencePolicy::kStop), TrainingInterrupted on a requested stop. A resumed run
+/// ends bitwise equal to the uninterrupted one and returns its whole history.
 RunResult run_training(const RunConfig& config, const data::TrainTest& data, const RunStartCallback& on_start = {},
-                       const Trainer::EpochCallback& on_epoch = {}, Progress* progress = nullptr);
+                       const Trainer::EpochCallback& on_epoch = {}, Progress* progress = nullptr,
+                       const RunControl& control = {});
 
 }  // namespace flatmin::training

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -10,6 +11,8 @@
 
 #include <ATen/Tensor.h>
 #include <torch/arg.h>
+
+#include "flatmin/core/error.h"
 
 #include "flatmin/data/augment.h"
 #include "flatmin/data/dataset.h"
@@ -19,7 +22,17 @@
 #include "flatmin/training/lr_schedule.h"
 #include "flatmin/training/progress.h"
 
+namespace torch::serialize {
+class OutputArchive;
+class InputArchive;
+}  // namespace torch::serialize
+
 namespace flatmin::training {
+
+enum class DivergencePolicy { kStop, kSkip };
+
+/// "stop" | "skip"; throws flatmin::Error otherwise.
+DivergencePolicy parse_divergence_policy(const std::string& name);
 
 struct TrainerOptions {
   TORCH_ARG(int64_t, epochs) = 10;
@@ -34,6 +47,11 @@ struct TrainerOptions {
   /// Random crop + flip of every training batch (when enabled), before the step: all evaluation points
   /// of a step see the same augmented batch. Evaluation is never augmented.
   TORCH_ARG(data::AugmentOptions, augment) = {};
+  /// What a non-finite loss or gradient does (the optimizer skips such a step either way): stop the run
+  /// with TrainingDiverged, or go on and count the step in EpochMetrics::skipped_steps.
+  TORCH_ARG(DivergencePolicy, on_divergence) = DivergencePolicy::kStop;
+  /// Call the checkpoint writer every N steps (0 = only at epoch ends, where it is always called).
+  TORCH_ARG(int64_t, checkpoint_every_steps) = 0;
 };
 
 struct EvalResult {
@@ -56,6 +74,45 @@ struct EpochMetrics {
   EvalResult train, val, test;       ///< clean, eval mode
   double train_seconds = 0;          ///< training steps only
   double ms_per_step = 0;
+  int64_t skipped_steps = 0;         ///< cumulative: steps skipped as non-finite (DivergencePolicy::kSkip)
+};
+
+/// Where a run stands between two steps. With the model's weights and buffers and the optimizer's state
+/// (base, method, step count — hence the noise), it decides the rest of the run exactly.
+struct TrainerState {
+  int64_t epoch = 0;              ///< the epoch in progress (0-based)
+  int64_t batch = 0;              ///< the next batch of that epoch
+  at::Tensor shuffle_state;       ///< the Batcher's generator before that epoch's permutation was drawn
+  at::Tensor augment_state;       ///< the Augmenter's generator now (undefined without augmentation)
+  double objective_sum = 0;       ///< over the epoch's applied steps
+  int64_t objective_count = 0;    ///< the epoch's applied steps
+  double train_seconds = 0;       ///< of the epoch so far
+  int64_t skipped_steps = 0;      ///< cumulative
+  std::vector<double> initial_lr; ///< per parameter group: the schedule's reference
+  std::vector<EpochMetrics> history;  ///< the finished epochs
+
+  void save(torch::serialize::OutputArchive& archive) const;
+  void load(torch::serialize::InputArchive& archive);
+};
+
+/// Thrown when a step is non-finite under DivergencePolicy::kStop; the model holds the last good weights.
+class TrainingDiverged : public Error {
+ public:
+  TrainingDiverged(const std::string& message, TrainerState state) : Error(message), state_(std::move(state)) {}
+  const TrainerState& state() const { return state_; }
+
+ private:
+  TrainerState state_;
+};
+
+/// Thrown after a requested stop (signal): the checkpoint writer has been called with `state()`.
+class TrainingInterrupted : public Error {
+ public:
+  TrainingInterrupted(const std::string& message, TrainerState state) : Error(message), state_(std::move(state)) {}
+  const TrainerState& state() const { return state_; }
+
+ private:
+  TrainerState state_;
 };
 
 class Trainer {
@@ -66,8 +123,19 @@ class Trainer {
   void set_loss(LossFn loss) { loss_ = std::move(loss); }
 
   using EpochCallback = std::function<void(const EpochMetrics&)>;
-  /// Trains for options.epochs epochs on splits.train, scoring train/val/test after each. Throws
-  /// flatmin::Error when the loss becomes non-finite (naming the epoch and step).
+  /// Writes a checkpoint of the model, the optimizer and `state` (run_training supplies one). Called every
+  /// checkpoint_every_steps steps, after every epoch (after on_epoch) and on a requested stop.
+  using CheckpointWriter = std::function<void(const TrainerState& state)>;
+  void set_checkpoint_writer(CheckpointWriter writer) { checkpoint_writer_ = std::move(writer); }
+  /// Polled after every step; when it returns true the Trainer writes a checkpoint and throws
+  /// TrainingInterrupted (e.g. on SIGINT / SIGTERM).
+  void set_stop_request(std::function<bool()> stop) { stop_requested_ = std::move(stop); }
+  /// Continue from `state` (the model and optimizer must already hold the checkpoint's weights and state).
+  void resume_from(TrainerState state) { resume_ = std::move(state); }
+
+  /// Trains until options.epochs epochs are done on splits.train, scoring train/val/test after each, and
+  /// returns every epoch's metrics (a resumed run's earlier ones included). Throws TrainingDiverged on a
+  /// non-finite step under kStop (naming the epoch, step and quantity) and TrainingInterrupted on a stop.
   std::vector<EpochMetrics> fit(const data::Splits& splits, const EpochCallback& on_epoch = {},
                                 Progress* progress = nullptr);
 
@@ -76,6 +144,9 @@ class Trainer {
   std::shared_ptr<optim::PerturbedOptimizer> optimizer_;
   TrainerOptions options_;
   LossFn loss_;
+  CheckpointWriter checkpoint_writer_;
+  std::function<bool()> stop_requested_;
+  std::optional<TrainerState> resume_;
 };
 
 }  // namespace flatmin::training
