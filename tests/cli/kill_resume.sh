@@ -20,7 +20,7 @@ for method in "$@"; do
   "$flatmin" train --method "$method" "${args[@]}" --out "$b" > "$b.log" 2>&1 &
   pid=$!
   # Kill at an arbitrary moment after the first checkpoint: a random 0-400 ms later.
-  for _ in $(seq 1 600); do
+  for _ in $(seq 1 6000); do  # up to 60 s: a loaded machine starts slowly
     compgen -G "$b/checkpoints/step-*.ckpt" > /dev/null && break
     sleep 0.01
   done
@@ -31,9 +31,12 @@ for method in "$@"; do
     echo "FAIL: $method: the run finished before it was killed; the test proved nothing"
     exit 1
   fi
+  if ! compgen -G "$b/checkpoints/step-*.ckpt" > /dev/null; then
+    echo "FAIL: $method: no checkpoint appeared within 60 s"; cat "$b.log"; exit 1
+  fi
   killed_at=$(ls "$b/checkpoints" | tail -n 1)
   rows_before=$(tail -n +2 "$b/metrics.csv" 2> /dev/null | wc -l)
-  "$flatmin" train --resume "$b" --progress lines > "$b.resume.log" 2>&1
+  "$flatmin" train --resume "$b" --progress lines > "$b.resume.log" 2>&1 || { cat "$b.resume.log"; exit 1; }
   cmp "$a/model.ckpt" "$b/model.ckpt" || { echo "FAIL: $method: final weights differ"; exit 1; }
   diff <(without_timings "$a/metrics.csv") <(without_timings "$b/metrics.csv") \
     || { echo "FAIL: $method: metrics differ (duplicated or missing rows?)"; exit 1; }

@@ -10,7 +10,7 @@ args=(--per-class 600 --val-size 500 --test-size 500 --epochs 3 --progress lines
 "$flatmin" train "${args[@]}" --out "$work/a" > "$work/a.log" 2>&1 || { cat "$work/a.log"; exit 1; }
 "$flatmin" train "${args[@]}" --out "$work/b" > "$work/b.log" 2>&1 &
 pid=$!
-for _ in $(seq 1 600); do
+for _ in $(seq 1 6000); do  # up to 60 s: a loaded machine starts slowly
   grep -q "^epoch 1/3" "$work/b.log" 2> /dev/null && break
   sleep 0.01
 done
