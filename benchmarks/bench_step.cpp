@@ -1,18 +1,31 @@
-// Time per optimisation step of each method, and its ratio to SGD measured in the same run.
+// Time and memory per optimisation step of each method, side by side in one process.
 //
-// Methods are timed in interleaved rounds (round r: every method for `steps` steps), so that machine noise
-// hits all of them alike; the reported figure is each method's median round. Inputs are random batches of
-// Fashion-MNIST's shape; the data pipeline is not timed.
+// Time: methods are timed in interleaved rounds (round r: every method for `steps` steps), so machine noise
+// hits all of them alike; the figure is each method's median round, and its ratio to SGD's median from the
+// same run. With --baseline (the JSON of benchmarks/python_baseline.py, the same steps in Debian's PyTorch
+// with the same 1.13 kernels) it also prints flatmin's time / the Python baseline's.
+// Memory: a counting CPU allocator records live tensor bytes. "held": what a method keeps between steps
+// beyond SGD with momentum (its copy of W, its state); "extra": its peak during a step beyond SGD's peak
+// (held + transient buffers); both in parameter-sized buffers (parameters × 4 bytes).
+// Noise: numbers drawn per second by flatmin's Philox draw and by LibTorch's normal_.
 //
-//   build/bench_step                       # MLP and CNN, batch 32 and 128, 1 thread
-//   build/bench_step --threads 2 --rounds 15 --models cnn --batches 128
+//   build/benchmarks/bench_step                         # MLP and CNN, batch 32 and 128, 1 thread
+//   build/benchmarks/bench_step --threads 2 --models cnn --batches 128
+//   /usr/bin/python3 benchmarks/python_baseline.py > /tmp/baseline.json
+//   build/benchmarks/bench_step --baseline /tmp/baseline.json
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
+#include <map>
+#include <sstream>
 #include <string>
 #include <vector>
 
+#include <ATen/CPUGeneratorImpl.h>
+#include <c10/core/CPUAllocator.h>
 #include <torch/torch.h>
 
 #include "flatmin/flatmin.h"
@@ -29,6 +42,9 @@ struct Args {
   int threads = 1;
   int rounds = 9;
   int steps = 0;  // per round; 0 = about 0.3 s of SGD
+  bool malloc_tuning = true;
+  bool noise = true;
+  std::string baseline;
 };
 
 std::vector<std::string> split(const std::string& s) {
@@ -49,43 +65,153 @@ optim::MethodSpec spec_for(const std::string& name) {
   return optim::MethodSpec().name(name);
 }
 
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// Counts live bytes of LibTorch's CPU allocations (and their peak) by wrapping the default allocator.
+class CountingAllocator final : public c10::Allocator {
+ public:
+  explicit CountingAllocator(c10::Allocator* base) : base_(base) {}
+  c10::DataPtr allocate(size_t n) const override {
+    c10::DataPtr inner = base_->allocate(n);
+    void* data = inner.get();
+    auto* ctx = new Context{std::move(inner), n, this};
+    const int64_t live = live_.fetch_add(static_cast<int64_t>(n)) + static_cast<int64_t>(n);
+    int64_t peak = peak_.load();
+    while (live > peak && !peak_.compare_exchange_weak(peak, live)) {
+    }
+    return {data, ctx, &release, c10::Device(c10::DeviceType::CPU)};
+  }
+  c10::DeleterFnPtr raw_deleter() const override { return nullptr; }
+  int64_t live() const { return live_.load(); }
+  int64_t peak() const { return peak_.load(); }
+  void reset_peak() { peak_.store(live_.load()); }
+
+ private:
+  struct Context {
+    c10::DataPtr inner;
+    size_t bytes;
+    const CountingAllocator* owner;
+  };
+  static void release(void* p) {
+    auto* ctx = static_cast<Context*>(p);
+    ctx->owner->live_.fetch_sub(static_cast<int64_t>(ctx->bytes));
+    delete ctx;
+  }
+  c10::Allocator* base_;
+  mutable std::atomic<int64_t> live_{0}, peak_{0};
+};
+
+CountingAllocator* counting_allocator() {
+  static CountingAllocator* allocator = [] {
+    auto* a = new CountingAllocator(c10::GetDefaultCPUAllocator());
+    c10::SetCPUAllocator(a, /*priority=*/10);
+    return a;
+  }();
+  return allocator;
+}
+
 struct Bench {
   std::string method;
   models::Model model;
   std::shared_ptr<optim::PerturbedOptimizer> opt;
   std::vector<double> round_ms;
+  int64_t step_peak = 0;  // peak live bytes during a step: model, grads, optimizer and method state, activations
+  int64_t held = 0;       // live bytes between steps: model, grads, optimizer and method state
 };
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
+std::map<std::string, double> read_baseline(const std::string& path) {
+  std::map<std::string, double> out;
+  if (path.empty()) return out;
+  std::ifstream in(path);
+  if (!in) throw Error(path + ": cannot open the baseline");
+  // The baseline is flat JSON: "key": number pairs; keys starting with '_' are metadata.
+  std::stringstream text;
+  text << in.rdbuf();
+  const std::string s = text.str();
+  size_t pos = 0;
+  while ((pos = s.find('"', pos)) != std::string::npos) {
+    const size_t end = s.find('"', pos + 1);
+    if (end == std::string::npos) break;
+    const std::string key = s.substr(pos + 1, end - pos - 1);
+    const size_t colon = s.find(':', end);
+    if (colon == std::string::npos) break;
+    char* after = nullptr;
+    const double value = std::strtod(s.c_str() + colon + 1, &after);
+    if (after != s.c_str() + colon + 1 && key[0] != '_') out[key] = value;
+    pos = (after && after > s.c_str() + colon + 1) ? static_cast<size_t>(after - s.c_str()) : end + 1;
+  }
+  return out;
+}
+
+void bench_noise() {
+  std::printf("\n# noise: numbers drawn per second (1 thread for both), median of 15 rounds\n");
+  std::printf("%-10s %12s %16s %16s %8s\n", "law", "numbers", "philox (M/s)", "libtorch (M/s)", "speedup");
+  for (int64_t n : {int64_t{100000}, int64_t{1000000}}) {
+    for (const auto& [law, name] : {std::pair{noise::NoiseLaw::kGaussian, "gaussian"},
+                                    std::pair{noise::NoiseLaw::kRademacher, "rademacher"}}) {
+      at::Tensor x = at::empty({n});
+      auto gen = at::make_generator<at::CPUGeneratorImpl>(1);
+      auto time_of = [&](const std::function<void(int)>& f) {
+        std::vector<double> rounds;
+        const int reps = std::max<int64_t>(1, 20000000 / n);
+        for (int r = 0; r < 15; ++r) {
+          const auto t0 = std::chrono::steady_clock::now();
+          for (int i = 0; i < reps; ++i) f(i);
+          rounds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / reps);
+        }
+        return median(rounds);
+      };
+      const double philox = time_of([&](int i) { noise::fill_noise_(x, law, 1.0, static_cast<uint64_t>(i)); });
+      const double torch_time = time_of([&](int) {
+        if (law == noise::NoiseLaw::kGaussian) x.normal_(0.0, 1.0, gen);
+        else x.bernoulli_(0.5, gen).mul_(2).sub_(1);
+      });
+      std::printf("%-10s %12lld %16.0f %16.0f %8.2f\n", name, static_cast<long long>(n), n / philox / 1e6,
+                  n / torch_time / 1e6, torch_time / philox);
+    }
+  }
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   Args a;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string key = argv[i], value = argv[i + 1];
+  for (int i = 1; i < argc; ++i) {
+    const std::string key = argv[i];
+    if (key == "--no-malloc-tuning") { a.malloc_tuning = false; continue; }
+    if (key == "--no-noise") { a.noise = false; continue; }
+    if (i + 1 >= argc) { std::fprintf(stderr, "option %s needs a value\n", key.c_str()); return 2; }
+    const std::string value = argv[++i];
     if (key == "--models") a.models = split(value);
     else if (key == "--batches") { a.batches.clear(); for (auto& b : split(value)) a.batches.push_back(std::stoll(b)); }
     else if (key == "--methods") a.methods = split(value);
     else if (key == "--threads") a.threads = std::stoi(value);
     else if (key == "--rounds") a.rounds = std::stoi(value);
     else if (key == "--steps") a.steps = std::stoi(value);
+    else if (key == "--baseline") a.baseline = value;
     else { std::fprintf(stderr, "unknown option %s\n", key.c_str()); return 2; }
   }
-  tune_malloc_for_training();
+  if (a.methods.empty() || a.methods.front() != "sgd") a.methods.insert(a.methods.begin(), "sgd");
+  if (a.malloc_tuning) tune_malloc_for_training();
+  CountingAllocator* counter = counting_allocator();
+  const std::map<std::string, double> baseline = read_baseline(a.baseline);
   const ThreadCounts threads = set_num_threads(a.threads);
-  std::printf("# %s, threads: torch %d, blas %d, %d rounds, median round\n", version_string().c_str(),
-              threads.torch_intra_op, threads.blas, a.rounds);
-  std::printf("%-5s %5s %-16s %6s %10s %8s\n", "model", "batch", "method", "evals", "ms/step", "x sgd");
+  std::printf("# %s | threads: torch %d, blas %d | malloc tuning %s | %d rounds, median round\n",
+              version_string().c_str(), threads.torch_intra_op, threads.blas, a.malloc_tuning ? "on" : "off", a.rounds);
+  std::printf("# held: bytes kept between steps beyond SGD's; extra: peak bytes during a step beyond SGD's;\n"
+              "#       both in parameter-sized buffers\n");
+  std::printf("%-5s %5s %-16s %6s %10s %7s %6s %7s %9s\n", "model", "batch", "method", "evals", "ms/step", "x sgd",
+              "held", "extra", "x python");
   for (const auto& model_name : a.models) {
     for (int64_t batch : a.batches) {
       torch::manual_seed(0);
       const at::Tensor x = torch::randn({batch, 1, 28, 28});
       const at::Tensor y = torch::randint(0, 10, {batch}, torch::kLong);
       std::vector<Bench> benches;
+      int64_t parameter_bytes = 0;
       for (const auto& method : a.methods) {
         torch::manual_seed(1);
         Bench b{method, models::make_model(models::ModelSpec().name(model_name)), nullptr, {}};
@@ -93,30 +219,58 @@ int main(int argc, char** argv) {
                                                 optim::BaseOptimizerOptions().lr(0.01),
                                                 optim::PerturbedOptimizerOptions().accumulate_in_grad(true));
         b.opt->track_buffers(b.model->buffers());
+        parameter_bytes = models::count_parameters(*b.model.module()) * 4;
         benches.push_back(std::move(b));
       }
-      auto run = [&](Bench& b, int steps) {
-        auto closure = [&] {
+      auto closure_for = [&](Bench& b) {
+        return [&] {
           at::Tensor loss = torch::nn::functional::cross_entropy(b.model.forward(x), y);
           loss.backward();
           return loss;
         };
+      };
+      auto run = [&](Bench& b, int steps) {
+        auto closure = closure_for(b);
         const auto t0 = std::chrono::steady_clock::now();
         for (int s = 0; s < steps; ++s) b.opt->step(closure);
         return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() / steps;
       };
-      for (auto& b : benches) run(b, 3);  // warm-up: allocator, kernels
+      for (auto& b : benches) run(b, 3);  // warm-up: allocator, kernels, optimizer state
+      // Memory: each method built alone (the others' tensors stay live but constant): the bytes it holds
+      // after two steps, and the peak during a third, both counted from before it was built.
+      for (auto& b : benches) {
+        const int64_t before = counter->live();
+        torch::manual_seed(1);
+        Bench fresh{b.method, models::make_model(models::ModelSpec().name(model_name)), nullptr, {}};
+        fresh.opt = optim::make_perturbed_optimizer(fresh.model->parameters(), spec_for(b.method),
+                                                    optim::BaseOptimizerOptions().lr(0.01),
+                                                    optim::PerturbedOptimizerOptions().accumulate_in_grad(true));
+        fresh.opt->track_buffers(fresh.model->buffers());
+        run(fresh, 2);
+        b.held = counter->live() - before;
+        counter->reset_peak();
+        run(fresh, 1);
+        b.step_peak = counter->peak() - before;
+      }
       int steps = a.steps;
       if (steps <= 0) steps = std::max(3, static_cast<int>(300.0 / std::max(run(benches.front(), 5), 1e-3)));
       for (int r = 0; r < a.rounds; ++r)
         for (auto& b : benches) b.round_ms.push_back(run(b, steps));
-      const double sgd_ms = median(benches.front().round_ms);
+      const Bench& sgd = benches.front();
+      const double sgd_ms = median(sgd.round_ms);
       for (const auto& b : benches) {
         const double ms = median(b.round_ms);
-        std::printf("%-5s %5lld %-16s %6lld %10.3f %8.2f\n", model_name.c_str(), static_cast<long long>(batch),
-                    b.method.c_str(), static_cast<long long>(b.opt->evaluations()), ms, ms / sgd_ms);
+        const std::string key = model_name + "/" + std::to_string(batch) + "/" + b.method;
+        char python[16] = "-";
+        if (baseline.count(key)) std::snprintf(python, sizeof python, "%.2f", ms / baseline.at(key));
+        std::printf("%-5s %5lld %-16s %6lld %10.3f %7.2f %6.2f %7.2f %9s\n", model_name.c_str(),
+                    static_cast<long long>(batch), b.method.c_str(), static_cast<long long>(b.opt->evaluations()), ms,
+                    ms / sgd_ms, static_cast<double>(b.held - sgd.held) / parameter_bytes,
+                    static_cast<double>(b.step_peak - sgd.step_peak) / parameter_bytes, python);
       }
+      std::fflush(stdout);
     }
   }
+  if (a.noise) bench_noise();
   return 0;
 }

@@ -1,11 +1,13 @@
 // `flatmin train`: data → model → method + base optimizer → Trainer, with metrics files and a summary.
 #include <chrono>
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <limits>
 #include <set>
 #include <tuple>
 #include <thread>
@@ -19,6 +21,7 @@
 #include "flatmin/core/error.h"
 #include "flatmin/core/runtime.h"
 #include "flatmin/data/dataset.h"
+#include "flatmin/geometry/spectrum.h"
 #include "flatmin/training/checkpoint.h"
 #include "flatmin/training/metrics_log.h"
 #include "flatmin/training/run.h"
@@ -91,6 +94,10 @@ struct TrainArgs {
   bool no_checkpoints = false;
   std::string resume;
   std::string on_divergence = "stop";
+  // flatness during training
+  int64_t geometry_every = 0;
+  std::string geometry_measures = "trace,lambda1,normalized_trace,grad_norm";
+  int64_t geometry_examples = 2000;
 };
 
 // Exit codes beyond 0 (done), 1 (error) and 2 (bad usage).
@@ -179,6 +186,9 @@ training::RunConfig to_config(const TrainArgs& a) {
 std::string epoch_line(const training::EpochMetrics& m, int64_t epochs) {
   std::string scalars;
   for (const auto& [name, value] : m.method_scalars) scalars += "  " + name + " " + num(value, "%.4g");
+  for (const auto& [name, value] : m.measures)
+    if ((name == "geo_hessian_trace" || name == "geo_lambda1" || name == "geo_normalized_trace") && std::isfinite(value))
+      scalars += "  " + name.substr(4) + " " + num(value, "%.4g");
   return "epoch " + std::to_string(m.epoch) + "/" + std::to_string(epochs) + "  obj " + num(m.objective) + "  train " +
          num(m.train.loss) + "/" + percent(m.train.accuracy) + "  val " + num(m.val.loss) + "/" +
          percent(m.val.accuracy) + "  test " + num(m.test.loss) + "/" + percent(m.test.accuracy) + "  gap " +
@@ -199,8 +209,9 @@ training::Record epoch_record(const training::EpochMetrics& m) {
       .add("test_acc", m.test.accuracy)
       .add("gap_loss", m.test.loss - m.train.loss)
       .add("gap_acc", m.train.accuracy - m.test.accuracy)
-      .add("skipped_steps", m.skipped_steps)
-      .add("train_seconds", m.train_seconds)
+      .add("skipped_steps", m.skipped_steps);
+  for (const auto& [name, value] : m.measures) r.add(name, value);
+  r.add("train_seconds", m.train_seconds)
       .add("ms_per_step", m.ms_per_step);
   return r;
 }
@@ -231,6 +242,12 @@ int run_train(TrainArgs a) {  // by value: --resume replaces some fields
       std::ifstream in(config_path);
       const auto j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
       if (j.is_object() && j.contains("data_dir") && j["data_dir"].is_string()) a.data_dir = j["data_dir"];
+      if (j.is_object() && j.contains("geometry") && j["geometry"].is_object()) {
+        // The resumed rows must have the columns of the rows before the interruption.
+        a.geometry_every = j["geometry"].value("every", int64_t{0});
+        a.geometry_measures = j["geometry"].value("measures", a.geometry_measures);
+        a.geometry_examples = j["geometry"].value("examples", a.geometry_examples);
+      }
     }
   } else {
     config = to_config(a);  // parses names: fails before any work
@@ -254,7 +271,9 @@ int run_train(TrainArgs a) {  // by value: --resume replaces some fields
   training::MetricsLog log(out_dir);
   const auto t0 = std::chrono::steady_clock::now();
 
+  const training::RunResult* current = nullptr;  // the run being trained, for the epoch measurements
   auto on_start = [&](const training::RunResult& run) {
+    current = &run;
     nlohmann::ordered_json j = nlohmann::ordered_json::parse(config.to_json());
     j["command"] = "train";
     j["flatmin"] = version_string();
@@ -267,6 +286,7 @@ int run_train(TrainArgs a) {  // by value: --resume replaces some fields
     j["split"]["val_examples"] = run.splits.val.size();
     j["split"]["test_examples"] = run.splits.test.size();
     j["threads"] = {{"torch_intra_op", thread_counts.torch_intra_op}, {"blas", thread_counts.blas}};
+    j["geometry"] = {{"every", a.geometry_every}, {"measures", a.geometry_measures}, {"examples", a.geometry_examples}};
     if (!run.resumed_from) training::write_text_file(out_dir + "/config.json", j.dump(2) + "\n");
     progress.line("flatmin train: " + run.optimizer->method().describe() + " | " + a.model + ", " +
                   std::to_string(run.parameter_count) + " parameters | " + std::to_string(run.optimizer->evaluations()) +
@@ -286,7 +306,27 @@ int run_train(TrainArgs a) {  // by value: --resume replaces some fields
     progress.line(epoch_line(m, a.epochs));
   };
 
+  // Flatness every N epochs (and after the last), on a fixed sample of the training split; the other
+  // epochs' rows hold NaN in those columns.
+  training::Trainer::EpochMeasure epoch_measure;
+  if (a.geometry_every > 0) {
+    const geometry::ScalarOptions geometry_options =
+        geometry::ScalarOptions::from_names(a.geometry_measures).max_examples(a.geometry_examples).seed(config.seed());
+    epoch_measure = [&, geometry_options](const training::EpochMetrics& m) {
+      std::vector<std::pair<std::string, double>> values;
+      if (m.epoch % a.geometry_every == 0 || m.epoch == a.epochs) {
+        values = geometry::measure_scalars(current->model, current->splits.train, geometry_options);
+      } else {
+        for (const auto& name : geometry::scalar_names(geometry_options))
+          values.emplace_back(name, std::numeric_limits<double>::quiet_NaN());
+      }
+      for (auto& value : values) value.first = "geo_" + value.first;
+      return values;
+    };
+  }
+
   training::RunControl control;
+  control.epoch_measure(epoch_measure);
   control.resume_from(resume_path).keep_checkpoints(a.keep_checkpoints).checkpoint_every_steps(a.checkpoint_every);
   if (!a.no_checkpoints) control.checkpoint_dir(out_dir + "/checkpoints");
   control.stop_requested([] { return g_stop_signal != 0; });
@@ -547,6 +587,19 @@ Action add_train_command(CLI::App& app) {
                   "Continue the run in DIR from its newest intact checkpoint, with its own config (it ends "
                   "bitwise equal to an uninterrupted run); other run options are not allowed with it")
       ->group(keep_group);
+  const std::string geometry_group = "Flatness during training";
+  cmd->add_option("--geometry-every", args->geometry_every,
+                  "Every N epochs (and after the last) measure the flatness of the model on a fixed sample of the "
+                  "training split into the metrics files (geo_* columns; 0 = off)")
+      ->check(integer_in(0))
+      ->group(geometry_group);
+  cmd->add_option("--geometry-measures", args->geometry_measures,
+                  "Any of trace (Hutchinson, 5% SE or 30 probes), lambda1 (Lanczos), normalized_trace "
+                  "(Tr/‖∇L‖², CR-SAM), grad_norm; or all")
+      ->group(geometry_group);
+  cmd->add_option("--geometry-examples", args->geometry_examples, "Training examples measured (0 = all)")
+      ->check(integer_in(0))
+      ->group(geometry_group);
   cmd->add_option("--on-divergence", args->on_divergence,
                   "A non-finite loss or gradient: stop (exit code 3, last good checkpoint kept) | skip the step "
                   "(counted in metrics as skipped_steps)")

@@ -429,6 +429,15 @@ data::Dataset sample_examples(const data::Dataset& data, int64_t size, uint64_t 
   return data.subset(std::get<0>(order.narrow(0, 0, size).sort()));
 }
 
+std::vector<std::string> scalar_names(const ScalarOptions& options) {
+  std::vector<std::string> names{"loss"};
+  if (options.grad_norm()) names.push_back("grad_norm");
+  if (options.trace()) names.insert(names.end(), {"hessian_trace", "hessian_trace_se", "hessian_trace_probes"});
+  if (options.normalized_trace()) names.push_back("normalized_trace");
+  if (options.lambda1()) names.insert(names.end(), {"lambda1", "lambda1_residual"});
+  return names;
+}
+
 std::vector<std::pair<std::string, double>> measure_scalars(const models::Model& model, const data::Dataset& data,
                                                             const ScalarOptions& options) {
   const data::Dataset sample = sample_examples(data, options.max_examples(), options.seed());

@@ -206,6 +206,7 @@ RunResult run_training(const RunConfig& config, const data::TrainTest& data, con
   Trainer trainer(run.model, run.optimizer, trainer_options);
   trainer.set_loss(loss);
   if (control.stop_requested()) trainer.set_stop_request(control.stop_requested());
+  if (control.epoch_measure()) trainer.set_epoch_measure(control.epoch_measure());
 
   const std::string config_json = config.to_json();
   if (!control.resume_from().empty()) {

@@ -191,6 +191,7 @@ std::vector<EpochMetrics> Trainer::fit(const data::Splits& splits, const EpochCa
     m.train = evaluate(model_, train_eval, options_.eval_batch_size());
     m.val = evaluate(model_, splits.val, options_.eval_batch_size());
     m.test = evaluate(model_, splits.test, options_.eval_batch_size());
+    if (epoch_measure_) m.measures = epoch_measure_(m);
     state.history.push_back(m);
     if (on_epoch) on_epoch(m);
     // The next epoch: its permutation is drawn from the generator as this epoch's left it.
@@ -236,6 +237,9 @@ std::string history_to_json(const std::vector<EpochMetrics>& history) {
   for (const auto& m : history) {
     nlohmann::json scalars = nlohmann::json::array();
     for (const auto& [name, value] : m.method_scalars) scalars.push_back({name, value});
+    nlohmann::json measures = nlohmann::json::array();
+    for (const auto& [name, value] : m.measures)
+      measures.push_back({name, std::isfinite(value) ? nlohmann::json(value) : nlohmann::json()});
     rows.push_back({{"epoch", m.epoch},
                     {"steps", m.steps},
                     {"gradient_evaluations", m.gradient_evaluations},
@@ -247,7 +251,8 @@ std::string history_to_json(const std::vector<EpochMetrics>& history) {
                     {"test", eval_to_json(m.test)},
                     {"train_seconds", m.train_seconds},
                     {"ms_per_step", m.ms_per_step},
-                    {"skipped_steps", m.skipped_steps}});
+                    {"skipped_steps", m.skipped_steps},
+                    {"measures", measures}});
   }
   return rows.dump();
 }
@@ -268,6 +273,9 @@ std::vector<EpochMetrics> history_from_json(const std::string& text) {
     m.train_seconds = row.at("train_seconds").get<double>();
     m.ms_per_step = row.at("ms_per_step").get<double>();
     m.skipped_steps = row.at("skipped_steps").get<int64_t>();
+    for (const auto& s : row.at("measures"))
+      m.measures.emplace_back(s.at(0).get<std::string>(),
+                              s.at(1).is_null() ? std::numeric_limits<double>::quiet_NaN() : s.at(1).get<double>());
     history.push_back(std::move(m));
   }
   return history;

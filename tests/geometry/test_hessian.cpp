@@ -302,6 +302,14 @@ TEST(Scalars, MeasureScalarsReturnsNamedValuesConsistentWithTheEstimators) {
   EXPECT_TRUE(only.trace() && only.grad_norm() && !only.lambda1() && !only.normalized_trace());
   EXPECT_THROW(ScalarOptions::from_names("trace,sharpness"), flatmin::Error);
   EXPECT_EQ(measure_scalars(t.model, t.data, ScalarOptions::from_names("grad_norm")).size(), 2u);
+  // scalar_names announces exactly the columns measure_scalars fills, for every subset.
+  for (const char* names : {"all", "trace", "lambda1", "normalized_trace", "grad_norm", "trace,lambda1",
+                            "normalized_trace,grad_norm"}) {
+    const ScalarOptions o = ScalarOptions::from_names(names).max_probes(3).lanczos_iterations(5);
+    std::vector<std::string> measured;
+    for (const auto& [name, value] : measure_scalars(t.model, t.data, o)) measured.push_back(name);
+    EXPECT_EQ(measured, scalar_names(o)) << names;
+  }
 }
 
 TEST(Objective, RejectsWhatItCannotMeasure) {

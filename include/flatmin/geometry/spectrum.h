@@ -186,6 +186,9 @@ struct ScalarOptions {
 std::vector<std::pair<std::string, double>> measure_scalars(const models::Model& model, const data::Dataset& data,
                                                             const ScalarOptions& options = {});
 
+/// The names measure_scalars returns for `options`, in its order (without measuring anything).
+std::vector<std::string> scalar_names(const ScalarOptions& options);
+
 /// A fixed random subset of `size` examples (all when size is 0 or ≥ data.size()), in the data's order.
 data::Dataset sample_examples(const data::Dataset& data, int64_t size, uint64_t seed);
 

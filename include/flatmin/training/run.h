@@ -70,6 +70,8 @@ struct RunControl {
   TORCH_ARG(std::string, resume_from) = "";
   /// Polled after every step; true = write a checkpoint and stop with TrainingInterrupted.
   TORCH_ARG(std::function<bool()>, stop_requested) = nullptr;
+  /// Extra measurements after each epoch (Trainer::set_epoch_measure), e.g. geometry::measure_scalars.
+  TORCH_ARG(Trainer::EpochMeasure, epoch_measure) = nullptr;
 };
 
 /// Runs the config on `data`. Throws flatmin::Error on an invalid config, TrainingDiverged on a

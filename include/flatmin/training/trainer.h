@@ -75,6 +75,8 @@ struct EpochMetrics {
   double train_seconds = 0;          ///< training steps only
   double ms_per_step = 0;
   int64_t skipped_steps = 0;         ///< cumulative: steps skipped as non-finite (DivergencePolicy::kSkip)
+  /// Extra per-epoch measurements (e.g. the Hessian trace), from Trainer::set_epoch_measure.
+  std::vector<std::pair<std::string, double>> measures;
 };
 
 /// Where a run stands between two steps. With the model's weights and buffers and the optimizer's state
@@ -130,6 +132,10 @@ class Trainer {
   /// Polled after every step; when it returns true the Trainer writes a checkpoint and throws
   /// TrainingInterrupted (e.g. on SIGINT / SIGTERM).
   void set_stop_request(std::function<bool()> stop) { stop_requested_ = std::move(stop); }
+  /// Measurements made after each epoch's evaluation (the model at the epoch's end), stored in
+  /// EpochMetrics::measures and so in the checkpointed history. Must return the same names every epoch.
+  using EpochMeasure = std::function<std::vector<std::pair<std::string, double>>(const EpochMetrics& epoch)>;
+  void set_epoch_measure(EpochMeasure measure) { epoch_measure_ = std::move(measure); }
   /// Continue from `state` (the model and optimizer must already hold the checkpoint's weights and state).
   void resume_from(TrainerState state) { resume_ = std::move(state); }
 
@@ -146,6 +152,7 @@ class Trainer {
   LossFn loss_;
   CheckpointWriter checkpoint_writer_;
   std::function<bool()> stop_requested_;
+  EpochMeasure epoch_measure_;
   std::optional<TrainerState> resume_;
 };
 
