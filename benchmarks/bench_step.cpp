@@ -20,12 +20,15 @@
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <mutex>
 #include <sstream>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <c10/core/CPUAllocator.h>
+#include <c10/core/impl/alloc_cpu.h>
 #include <torch/torch.h>
 
 #include "flatmin/flatmin.h"
@@ -70,43 +73,49 @@ double median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
-// Counts live bytes of LibTorch's CPU allocations (and their peak) by wrapping the default allocator.
+// Counts live bytes of LibTorch's CPU allocations (and their peak). Memory comes from c10's own aligned
+// allocation; data and context are the same pointer, as raw_allocate (used by convolutions) requires.
 class CountingAllocator final : public c10::Allocator {
  public:
-  explicit CountingAllocator(c10::Allocator* base) : base_(base) {}
   c10::DataPtr allocate(size_t n) const override {
-    c10::DataPtr inner = base_->allocate(n);
-    void* data = inner.get();
-    auto* ctx = new Context{std::move(inner), n, this};
+    void* data = c10::alloc_cpu(n);
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      sizes_[data] = n;
+    }
     const int64_t live = live_.fetch_add(static_cast<int64_t>(n)) + static_cast<int64_t>(n);
     int64_t peak = peak_.load();
     while (live > peak && !peak_.compare_exchange_weak(peak, live)) {
     }
-    return {data, ctx, &release, c10::Device(c10::DeviceType::CPU)};
+    return {data, data, &release, c10::Device(c10::DeviceType::CPU)};
   }
-  c10::DeleterFnPtr raw_deleter() const override { return nullptr; }
+  c10::DeleterFnPtr raw_deleter() const override { return &release; }
   int64_t live() const { return live_.load(); }
   int64_t peak() const { return peak_.load(); }
   void reset_peak() { peak_.store(live_.load()); }
 
  private:
-  struct Context {
-    c10::DataPtr inner;
-    size_t bytes;
-    const CountingAllocator* owner;
-  };
-  static void release(void* p) {
-    auto* ctx = static_cast<Context*>(p);
-    ctx->owner->live_.fetch_sub(static_cast<int64_t>(ctx->bytes));
-    delete ctx;
+  static void release(void* data) {
+    size_t n = 0;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      auto it = sizes_.find(data);
+      if (it != sizes_.end()) {
+        n = it->second;
+        sizes_.erase(it);
+      }
+    }
+    live_.fetch_sub(static_cast<int64_t>(n));
+    c10::free_cpu(data);
   }
-  c10::Allocator* base_;
-  mutable std::atomic<int64_t> live_{0}, peak_{0};
+  static inline std::mutex mutex_;
+  static inline std::unordered_map<void*, size_t> sizes_;
+  static inline std::atomic<int64_t> live_{0}, peak_{0};
 };
 
 CountingAllocator* counting_allocator() {
   static CountingAllocator* allocator = [] {
-    auto* a = new CountingAllocator(c10::GetDefaultCPUAllocator());
+    auto* a = new CountingAllocator();
     c10::SetCPUAllocator(a, /*priority=*/10);
     return a;
   }();

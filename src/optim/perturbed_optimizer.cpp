@@ -110,6 +110,10 @@ void PerturbedOptimizer::move_to(int64_t i) {
     for (auto& c : combined_) c = at::Tensor();
   } else {
     for (auto& p : params_) p.mutable_grad() = at::Tensor();
+    // A pass that replaces the combination (keep 0, as SAM's ascent pass) does not need it any more: free
+    // it now rather than hold it beside the pass's own gradient.
+    if (b.keep == 0.0)
+      for (auto& c : combined_) c = at::Tensor();
   }
   // Every pass starts from the statistics before the step; accumulate() keeps the updates that count.
   if (!buffers_before_.empty() && i > 0)
