@@ -4,7 +4,7 @@
 // hits all of them alike; the figure is each method's median round, and its ratio to SGD's median from the
 // same run. With --baseline (the JSON of benchmarks/python_baseline.py, the same steps in Debian's PyTorch
 // with the same 1.13 kernels) it also prints flatmin's time / the Python baseline's.
-// Memory: a counting CPU allocator records live tensor bytes. "held": what a method keeps between steps
+// Memory: a counting CPU allocator (flatmin::MemoryCounter) records live tensor bytes. "held": what a method keeps between steps
 // beyond SGD with momentum (its copy of W, its state); "extra": its peak during a step beyond SGD's peak
 // (held + transient buffers); both in parameter-sized buffers (parameters × 4 bytes).
 // Noise: numbers drawn per second by flatmin's Philox draw and by LibTorch's normal_.
@@ -14,21 +14,17 @@
 //   /usr/bin/python3 benchmarks/python_baseline.py > /tmp/baseline.json
 //   build/benchmarks/bench_step --baseline /tmp/baseline.json
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <map>
-#include <mutex>
 #include <sstream>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include <ATen/CPUGeneratorImpl.h>
-#include <c10/core/CPUAllocator.h>
-#include <c10/core/impl/alloc_cpu.h>
+#include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 #include "flatmin/flatmin.h"
@@ -47,6 +43,7 @@ struct Args {
   int steps = 0;  // per round; 0 = about 0.3 s of SGD
   bool malloc_tuning = true;
   bool noise = true;
+  bool memory = true;
   std::string baseline;
 };
 
@@ -73,55 +70,6 @@ double median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
-// Counts live bytes of LibTorch's CPU allocations (and their peak). Memory comes from c10's own aligned
-// allocation; data and context are the same pointer, as raw_allocate (used by convolutions) requires.
-class CountingAllocator final : public c10::Allocator {
- public:
-  c10::DataPtr allocate(size_t n) const override {
-    void* data = c10::alloc_cpu(n);
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      sizes_[data] = n;
-    }
-    const int64_t live = live_.fetch_add(static_cast<int64_t>(n)) + static_cast<int64_t>(n);
-    int64_t peak = peak_.load();
-    while (live > peak && !peak_.compare_exchange_weak(peak, live)) {
-    }
-    return {data, data, &release, c10::Device(c10::DeviceType::CPU)};
-  }
-  c10::DeleterFnPtr raw_deleter() const override { return &release; }
-  int64_t live() const { return live_.load(); }
-  int64_t peak() const { return peak_.load(); }
-  void reset_peak() { peak_.store(live_.load()); }
-
- private:
-  static void release(void* data) {
-    size_t n = 0;
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      auto it = sizes_.find(data);
-      if (it != sizes_.end()) {
-        n = it->second;
-        sizes_.erase(it);
-      }
-    }
-    live_.fetch_sub(static_cast<int64_t>(n));
-    c10::free_cpu(data);
-  }
-  static inline std::mutex mutex_;
-  static inline std::unordered_map<void*, size_t> sizes_;
-  static inline std::atomic<int64_t> live_{0}, peak_{0};
-};
-
-CountingAllocator* counting_allocator() {
-  static CountingAllocator* allocator = [] {
-    auto* a = new CountingAllocator();
-    c10::SetCPUAllocator(a, /*priority=*/10);
-    return a;
-  }();
-  return allocator;
-}
-
 struct Bench {
   std::string method;
   models::Model model;
@@ -136,22 +84,10 @@ std::map<std::string, double> read_baseline(const std::string& path) {
   if (path.empty()) return out;
   std::ifstream in(path);
   if (!in) throw Error(path + ": cannot open the baseline");
-  // The baseline is flat JSON: "key": number pairs; keys starting with '_' are metadata.
-  std::stringstream text;
-  text << in.rdbuf();
-  const std::string s = text.str();
-  size_t pos = 0;
-  while ((pos = s.find('"', pos)) != std::string::npos) {
-    const size_t end = s.find('"', pos + 1);
-    if (end == std::string::npos) break;
-    const std::string key = s.substr(pos + 1, end - pos - 1);
-    const size_t colon = s.find(':', end);
-    if (colon == std::string::npos) break;
-    char* after = nullptr;
-    const double value = std::strtod(s.c_str() + colon + 1, &after);
-    if (after != s.c_str() + colon + 1 && key[0] != '_') out[key] = value;
-    pos = (after && after > s.c_str() + colon + 1) ? static_cast<size_t>(after - s.c_str()) : end + 1;
-  }
+  const nlohmann::json json = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (!json.is_object()) throw Error(path + ": not a JSON object (write it with benchmarks/python_baseline.py)");
+  for (const auto& [key, value] : json.items())  // keys starting with '_' are metadata
+    if (!key.empty() && key[0] != '_' && value.is_number()) out[key] = value.get<double>();
   return out;
 }
 
@@ -186,12 +122,28 @@ void bench_noise() {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+static int run_benchmarks(int argc, char** argv) {
   Args a;
   for (int i = 1; i < argc; ++i) {
     const std::string key = argv[i];
+    if (key == "--help" || key == "-h") {
+      std::printf(
+          "bench_step: time and memory per optimisation step, every method side by side in one process.\n"
+          "  --models mlp,cnn        models to time (default mlp,cnn)\n"
+          "  --batches 32,128        batch sizes (default 32,128)\n"
+          "  --methods nso,sam,...   methods besides sgd, which is always timed as the reference\n"
+          "  --threads N             LibTorch intra-op and OpenBLAS threads (default 1)\n"
+          "  --rounds N              interleaved rounds; the median round is reported\n"
+          "  --steps N               steps per round (default: about 0.3 s of SGD)\n"
+          "  --baseline FILE         JSON from benchmarks/python_baseline.py: adds flatmin / PyTorch ratios\n"
+          "  --no-malloc-tuning      keep glibc's default mmap/trim thresholds\n"
+          "  --no-noise              skip the noise-throughput table\n"
+          "  --no-memory             time with LibTorch's own allocator, not the counting one (memory columns 0)\n");
+      return 0;
+    }
     if (key == "--no-malloc-tuning") { a.malloc_tuning = false; continue; }
     if (key == "--no-noise") { a.noise = false; continue; }
+    if (key == "--no-memory") { a.memory = false; continue; }
     if (i + 1 >= argc) { std::fprintf(stderr, "option %s needs a value\n", key.c_str()); return 2; }
     const std::string value = argv[++i];
     if (key == "--models") a.models = split(value);
@@ -205,7 +157,7 @@ int main(int argc, char** argv) {
   }
   if (a.methods.empty() || a.methods.front() != "sgd") a.methods.insert(a.methods.begin(), "sgd");
   if (a.malloc_tuning) tune_malloc_for_training();
-  CountingAllocator* counter = counting_allocator();
+  MemoryCounter* counter = a.memory ? &MemoryCounter::install() : nullptr;
   const std::map<std::string, double> baseline = read_baseline(a.baseline);
   const ThreadCounts threads = set_num_threads(a.threads);
   std::printf("# %s | threads: torch %d, blas %d | malloc tuning %s | %d rounds, median round\n",
@@ -248,6 +200,7 @@ int main(int argc, char** argv) {
       // Memory: each method built alone (the others' tensors stay live but constant): the bytes it holds
       // after two steps, and the peak during a third, both counted from before it was built.
       for (auto& b : benches) {
+        if (!counter) break;
         const int64_t before = counter->live();
         torch::manual_seed(1);
         Bench fresh{b.method, models::make_model(models::ModelSpec().name(model_name)), nullptr, {}};
@@ -282,4 +235,16 @@ int main(int argc, char** argv) {
   }
   if (a.noise) bench_noise();
   return 0;
+}
+
+int main(int argc, char** argv) {
+  try {
+    return run_benchmarks(argc, argv);
+  } catch (const std::logic_error& e) {  // std::stoi's invalid_argument / out_of_range
+    std::fprintf(stderr, "bench_step: an option value is not a number in range (%s)\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {  // bad option values, an unreadable baseline
+    std::fprintf(stderr, "bench_step: %s\n", e.what());
+    return 2;
+  }
 }

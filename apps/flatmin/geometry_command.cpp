@@ -180,7 +180,7 @@ int run_geometry(const GeometryArgs& a) {
   if (fs::is_directory(path)) path = (fs::path(path) / "model.ckpt").string();
   training::CheckpointContents ck = training::load_checkpoint(path);
   const int threads = a.threads > 0 ? a.threads
-                                    : (ck.spec.name() == "mlp" ? 1 : std::max(1, static_cast<int>(std::thread::hardware_concurrency())));
+                                    : models::default_num_threads(ck.spec, static_cast<int>(std::thread::hardware_concurrency()));
   const ThreadCounts thread_counts = set_num_threads(threads);
   const std::string out_path = a.out.empty() ? (fs::path(path).parent_path() / "geometry.json").string() : a.out;
 
@@ -586,7 +586,7 @@ Action add_geometry_command(CLI::App& app) {
   cmd->add_option("--sample-seed", args->sample_seed, "Seed of the examples drawn from the split (--examples)")
       ->group(run_group);
   cmd->add_option("--out", args->out, "JSON output (default: geometry.json next to the checkpoint)")->group(run_group);
-  cmd->add_option("--threads", args->threads, "Intra-op threads (0 = 1 for mlp, all cores otherwise)")
+  cmd->add_option("--threads", args->threads, "Intra-op threads (0 = 1 for mlp and cnn, all cores for resnet)")
       ->check(integer_in(0, 1024))
       ->group(run_group);
   cmd->add_option("--progress", args->progress, "auto (bar on a terminal) | bar | lines | quiet")

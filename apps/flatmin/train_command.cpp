@@ -253,9 +253,9 @@ int run_train(TrainArgs a) {  // by value: --resume replaces some fields
     config = to_config(a);  // parses names: fails before any work
   }
   optim::check_base_for_method(config.method(), config.optimizer());
-  // 1 thread for the MLP (2 threads made its step ~2x slower here), every core for conv nets.
   const int threads = a.threads > 0 ? a.threads
-                                    : (a.model == "mlp" ? 1 : std::max(1, static_cast<int>(std::thread::hardware_concurrency())));
+                                    : models::default_num_threads(config.model(),
+                                                                  static_cast<int>(std::thread::hardware_concurrency()));
   const ThreadCounts thread_counts = set_num_threads(threads);
   const std::string out_dir =
       a.out.empty() ? "runs/" + a.method + "-" + a.model + "-seed" + std::to_string(a.seed) : a.out;
@@ -563,7 +563,7 @@ Action add_train_command(CLI::App& app) {
   cmd->add_option("--seed", args->seed, "One seed for init, split, shuffling and noise: same seed, same run")
       ->group(run_group);
   cmd->add_option("--out", args->out, "Output directory (default runs/<method>-<model>-seed<seed>)")->group(run_group);
-  cmd->add_option("--threads", args->threads, "Intra-op threads, LibTorch and OpenBLAS (0 = 1 for mlp, all cores otherwise)")
+  cmd->add_option("--threads", args->threads, "Intra-op threads, LibTorch and OpenBLAS (0 = 1 for mlp and cnn, all cores for resnet)")
       ->check(integer_in(0, 1024))
       ->group(run_group);
   cmd->add_option("--progress", args->progress, "auto (bar on a terminal) | bar | lines | quiet")

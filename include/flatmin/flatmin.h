@@ -2,6 +2,7 @@
 /// flatmin: training toward flat minima and measuring flatness, on LibTorch. The umbrella header.
 
 #include "flatmin/core/error.h"
+#include "flatmin/core/memory.h"
 #include "flatmin/core/runtime.h"
 #include "flatmin/core/seed.h"
 #include "flatmin/data/augment.h"

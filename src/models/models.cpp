@@ -163,10 +163,21 @@ at::Tensor ResNetImpl::forward(at::Tensor x) {
 
 // ------------------------------------------------------------------------------------------------ factory
 
-Model make_model(const ModelSpec& spec) {
-  std::string name = spec.name();
+namespace {
+std::string lower(std::string name) {
   std::transform(name.begin(), name.end(), name.begin(),
                  [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return name;
+}
+}  // namespace
+
+int default_num_threads(const ModelSpec& spec, int cores) {
+  const std::string name = lower(spec.name());
+  return name == "mlp" || name == "cnn" ? 1 : std::max(1, cores);
+}
+
+Model make_model(const ModelSpec& spec) {
+  const std::string name = lower(spec.name());
   const std::string what = "model '" + spec.name() + "'";
   check_positive(spec.in_channels(), what + ": in_channels");
   check_positive(spec.image_size(), what + ": image_size");

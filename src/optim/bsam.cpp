@@ -56,12 +56,14 @@ void Bsam::move_to(int64_t i, StepContext& ctx) {
     check(!awaiting_update_,
           "bSAM: the previous step was not applied by BsamUpdate: bSAM's base optimizer must be its BsamUpdate");
     init_state(ctx.params);
-    // θ = ω + z/√(N·s).
+    // θ = ω + z/√(N·s). h is free until the next pass recomputes it: it holds √(N·s) meanwhile, so no
+    // temporary of a parameter's size is made.
     for (size_t j = 0; j < n; ++j) {
       at::Tensor& p = ctx.params[j];
+      if (!h_[j].defined()) h_[j] = at::empty_like(p, at::MemoryFormat::Contiguous);
       noise::fill_noise_(p, noise::NoiseLaw::kGaussian, 1.0,
                          noise::noise_key(ctx.seed, static_cast<uint64_t>(ctx.step), 0, j));
-      p.div_(s_[j].mul(N).sqrt_()).add_(ctx.anchor[j]);
+      p.div_(at::mul_out(h_[j], s_[j], N).sqrt_()).add_(ctx.anchor[j]);
     }
     return;
   }
@@ -75,7 +77,7 @@ void Bsam::move_to(int64_t i, StepContext& ctx) {
       continue;
     }
     if (!h_[j].defined()) h_[j] = at::empty_like(g);
-    at::abs_out(h_[j], g).mul_(s_[j].sqrt());
+    at::sqrt_out(h_[j], s_[j]).mul_(g).abs_();  // √s ⊙ |g| (s > 0), without a temporary
     p.addcdiv_(g, s_[j], options_.rho());
   }
   awaiting_update_ = true;

@@ -371,3 +371,11 @@ TEST(Models, ModelWrapsTheModule) {
   }
   EXPECT_TRUE(at::allclose(copy(x), before + 1.0));
 }
+
+TEST(Models, DefaultThreadsServeTheModel) {
+  // One thread for the small models (a second one slowed them here), every core for ResNets.
+  EXPECT_EQ(flatmin::models::default_num_threads(flatmin::models::ModelSpec().name("mlp"), 8), 1);
+  EXPECT_EQ(flatmin::models::default_num_threads(flatmin::models::ModelSpec().name("CNN"), 8), 1);
+  EXPECT_EQ(flatmin::models::default_num_threads(flatmin::models::ModelSpec().name("resnet18"), 8), 8);
+  EXPECT_EQ(flatmin::models::default_num_threads(flatmin::models::ModelSpec().name("resnet34"), 0), 1);
+}

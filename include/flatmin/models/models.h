@@ -111,6 +111,11 @@ struct ModelSpec {
   TORCH_ARG(int64_t, width) = 0;
 };
 
+/// The intra-op thread count that serves this model on `cores` cores, measured (docs/PERFORMANCE.md): 1 for
+/// the MLP and the small CNN (a second thread made their steps slower or no faster), every core for ResNets
+/// (1.97x faster with 2 threads at batch 64).
+int default_num_threads(const ModelSpec& spec, int cores);
+
 /// Builds the model named in `spec` as a type-erased module whose forward maps inputs to logits.
 /// Throws flatmin::Error on an unknown name or invalid sizes.
 class Model {
