@@ -35,8 +35,11 @@ corpus=build-asan/fuzz-corpus
 build-asan/fuzz/make_seeds "$corpus/idx" "$corpus/checkpoint"
 for target in idx checkpoint; do
   echo "fuzz: $target for ${seconds}s"
+  corpora=("$corpus/$target")
+  # Inputs that once crashed a reader are replayed first (new finds go to the first directory only).
+  [ -d "fuzz/regressions/$target" ] && corpora+=("fuzz/regressions/$target")
   build-asan/fuzz/fuzz_$target -max_total_time="$seconds" -timeout=10 -rss_limit_mb=4096 -print_final_stats=1 \
-    "$corpus/$target" 2>&1 | tail -n 12
-  [ "${PIPESTATUS[0]}" -eq 0 ] || { echo "fuzz: $target failed"; exit 1; }
+    -artifact_prefix="build-asan/fuzz-$target-" "${corpora[@]}" 2>&1 | tail -n 40
+  [ "${PIPESTATUS[0]}" -eq 0 ] || { echo "fuzz: $target failed (the input: build-asan/fuzz-$target-crash-*)"; exit 1; }
 done
 echo "sanitize-and-fuzz: passed"

@@ -124,12 +124,18 @@ std::vector<unsigned char> read_file(const std::string& path) {
   return bytes;
 }
 
+std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
+
 torch::serialize::InputArchive open_archive(const unsigned char* payload, size_t length, const std::string& name) {
   torch::serialize::InputArchive archive;
   try {
     archive.load_from(reinterpret_cast<const char*>(payload), length);
   } catch (const c10::Error& e) {
     throw Error(name + ": unreadable checkpoint payload: " + e.what_without_backtrace());
+  } catch (const std::exception& e) {
+    // TorchScript's parser reports a damaged archive with std::runtime_error (found by fuzzing: a payload
+    // whose checksum the fuzzer matched).
+    throw Error(name + ": unreadable checkpoint payload: " + first_line(e.what()));
   }
   return archive;
 }
@@ -199,6 +205,10 @@ CheckpointContents parse_checkpoint(const unsigned char* bytes, size_t size, con
     return c;
   } catch (const c10::Error& e) {
     throw Error(name + ": checkpoint does not match its model: " + e.what_without_backtrace());
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw Error(name + ": malformed checkpoint: " + first_line(e.what()));
   }
 }
 
@@ -253,6 +263,10 @@ void load_optimizer_state(const std::string& path, torch::optim::Optimizer& opti
     optimizer.load(optimizer_archive);
   } catch (const c10::Error& e) {
     throw Error(path + ": optimizer state does not match: " + e.what_without_backtrace());
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw Error(path + ": malformed optimizer state: " + first_line(e.what()));
   }
 }
 

@@ -142,3 +142,19 @@ TEST(Checkpoint, WritingIsAtomicAndLeavesNoTemporaryFile) {
 }
 
 }  // namespace
+
+// Found by fuzz_checkpoint (it matched the CRC through libFuzzer's comparison tracing): a payload whose
+// TorchScript code does not parse made LibTorch throw std::runtime_error, which escaped the reader.
+TEST(CheckpointFuzzRegression, UnparsableTorchScriptIsAFlatminError) {
+  const std::string path = std::string(FLATMIN_FUZZ_REGRESSIONS) + "/checkpoint/torchscript-parse-error.bin";
+  std::ifstream in(path, std::ios::binary);
+  ASSERT_TRUE(in.good()) << path;
+  const std::vector<unsigned char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  try {
+    flatmin::training::parse_checkpoint(bytes.data(), bytes.size(), "fuzz-regression");
+    FAIL() << "a damaged checkpoint was accepted";
+  } catch (const flatmin::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("fuzz-regression: "), std::string::npos) << e.what();
+    EXPECT_EQ(std::string(e.what()).find('\n'), std::string::npos) << "one line: " << e.what();
+  }
+}
