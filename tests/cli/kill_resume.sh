@@ -17,18 +17,25 @@ without_timings() {
 for method in "$@"; do
   a="$work/$method-uninterrupted" b="$work/$method-killed"
   "$flatmin" train --method "$method" "${args[@]}" --out "$a" > "$a.log" 2>&1
-  "$flatmin" train --method "$method" "${args[@]}" --out "$b" > "$b.log" 2>&1 &
-  pid=$!
-  # Kill at an arbitrary moment after the first checkpoint: a random 0-400 ms later.
-  for _ in $(seq 1 6000); do  # up to 60 s: a loaded machine starts slowly
-    compgen -G "$b/checkpoints/step-*.ckpt" > /dev/null && break
-    sleep 0.01
+  # Kill at an arbitrary moment after the first checkpoint: a random 0-400 ms later. A fast machine may finish
+  # a short run first; then try again, sooner (a run that was never killed proves nothing).
+  delay_ms=$((RANDOM % 400))
+  for attempt in 1 2 3 4 5; do
+    rm -rf "$b"
+    "$flatmin" train --method "$method" "${args[@]}" --out "$b" > "$b.log" 2>&1 &
+    pid=$!
+    for _ in $(seq 1 6000); do  # up to 60 s: a loaded machine starts slowly
+      compgen -G "$b/checkpoints/step-*.ckpt" > /dev/null && break
+      sleep 0.01
+    done
+    sleep "$((delay_ms / 1000)).$(printf '%03d' $((delay_ms % 1000)))"
+    kill -9 "$pid" 2> /dev/null || true
+    wait "$pid" 2> /dev/null || true
+    [ -f "$b/summary.json" ] || break
+    delay_ms=$((delay_ms / 4))
   done
-  sleep "0.$(printf '%03d' $((RANDOM % 400)))"
-  kill -9 "$pid" 2> /dev/null || true
-  wait "$pid" 2> /dev/null || true
   if [ -f "$b/summary.json" ]; then
-    echo "FAIL: $method: the run finished before it was killed; the test proved nothing"
+    echo "FAIL: $method: the run finished before it was killed, $attempt times; the test proved nothing"
     exit 1
   fi
   if ! compgen -G "$b/checkpoints/step-*.ckpt" > /dev/null; then
