@@ -19,6 +19,7 @@
 #include <torch/utils.h>
 
 #include "commands.h"
+#include "report_text.h"
 #include "validators.h"
 #include "flatmin/core/error.h"
 #include "flatmin/core/runtime.h"
@@ -84,18 +85,7 @@ struct GeometryArgs {
   std::string progress = "auto";
 };
 
-std::string num(double value, const char* format = "%.4g") {
-  char buffer[48];
-  std::snprintf(buffer, sizeof buffer, format, value);
-  return buffer;
-}
-
-std::string now_utc() {
-  const std::time_t t = std::time(nullptr);
-  char buffer[32];
-  std::strftime(buffer, sizeof buffer, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-  return buffer;
-}
+std::string num(double value, const char* format = "%.4g") { return format_number(value, format); }
 
 /// (x − mean)/std per channel.
 data::Dataset normalized(data::Dataset d, const at::Tensor& mean, const at::Tensor& std) {

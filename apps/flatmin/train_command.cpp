@@ -17,6 +17,7 @@
 #include <torch/utils.h>
 
 #include "commands.h"
+#include "report_text.h"
 #include "validators.h"
 #include "flatmin/core/error.h"
 #include "flatmin/core/runtime.h"
@@ -117,18 +118,7 @@ std::string percent(double fraction) {
   return buffer;
 }
 
-std::string num(double value, const char* format = "%.4f") {
-  char buffer[32];
-  std::snprintf(buffer, sizeof buffer, format, value);
-  return buffer;
-}
-
-std::string now_utc() {
-  const std::time_t t = std::time(nullptr);
-  char buffer[32];
-  std::strftime(buffer, sizeof buffer, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-  return buffer;
-}
+std::string num(double value, const char* format = "%.4f") { return format_number(value, format); }
 
 training::RunConfig to_config(const TrainArgs& a) {
   return training::RunConfig()

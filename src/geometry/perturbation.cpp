@@ -12,32 +12,12 @@
 #include <torch/utils.h>
 
 #include "flatmin/core/error.h"
+#include "internal.h"
 
 namespace flatmin::geometry {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
-std::string fmt(const char* format, double value) {
-  char buffer[64];
-  std::snprintf(buffer, sizeof buffer, format, value);
-  return buffer;
-}
-
-struct Running {
-  int64_t n = 0;
-  double mean = 0, m2 = 0;
-  void add(double x) {
-    ++n;
-    const double d = x - mean;
-    mean += d / static_cast<double>(n);
-    m2 += d * (x - mean);
-  }
-  double std() const { return n > 1 ? std::sqrt(m2 / static_cast<double>(n - 1)) : 0.0; }
-  double std_error() const { return n > 1 ? std() / std::sqrt(static_cast<double>(n)) : 0.0; }
-};
+using namespace detail;
 
 // The stream of per-example probe seeds (the `draw` argument of noise_key).
 constexpr uint64_t kExampleProbeStream = 7;
@@ -101,7 +81,7 @@ GapResult perturbation_gap(const Objective& objective, const GapOptions& options
     row.sigma = sigma;
     row.gap = gaps.mean;
     row.gap_std = gaps.std();
-    row.gap_std_error = gaps.std_error();
+    row.gap_std_error = gaps.std_error();  // draws >= 2
     row.predicted = 0.5 * sigma * sigma * r.trace;
     row.predicted_std_error = 0.5 * sigma * sigma * r.trace_std_error;
     row.relative_error = row.gap != 0 ? (row.predicted - row.gap) / row.gap : std::numeric_limits<double>::infinity();
@@ -243,7 +223,7 @@ AscentRatioResult sam_approximation_ratio(const Objective& objective, const Asce
   r.points = ratios.n;
   r.ratio = ratios.n > 0 ? ratios.mean : std::numeric_limits<double>::quiet_NaN();
   r.ratio_std = ratios.std();
-  r.ratio_std_error = ratios.std_error();
+  r.ratio_std_error = ratios.n > 1 ? ratios.std_error() : 0.0;
   r.one_step_increase = one_step.mean;
   r.best_increase = best_step.mean;
   r.seconds = seconds_since(t0);
@@ -304,7 +284,7 @@ SampleTraces per_example_traces(const Objective& objective, const SampleTraceOpt
     }
   }
   r.mean = all.mean;
-  r.mean_std_error = all.std_error();
+  r.mean_std_error = all.n > 1 ? all.std_error() : 0.0;
   r.seconds = seconds_since(t0);
   return r;
 }

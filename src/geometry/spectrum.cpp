@@ -15,19 +15,12 @@
 
 #include "flatmin/core/error.h"
 #include "flatmin/noise/noise.h"
+#include "internal.h"
 
 namespace flatmin::geometry {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
-std::string fmt(const char* format, double value) {
-  char buffer[64];
-  std::snprintf(buffer, sizeof buffer, format, value);
-  return buffer;
-}
+using namespace detail;
 
 // Purposes of the probe streams (the `draw` argument of noise_key), so no two estimators share draws.
 enum Stream : uint64_t { kHutchinson = 0, kHutchppSketch = 1, kHutchppResidual = 2, kLanczosStart = 3, kSlqStart = 4 };
@@ -40,21 +33,6 @@ at::Tensor probe(const Objective& objective, noise::NoiseLaw law, uint64_t seed,
 }
 
 double dot_double(const at::Tensor& a, const at::Tensor& b) { return (a * b).sum(at::kDouble).item<double>(); }
-
-/// Running mean and variance (Welford).
-struct Running {
-  int64_t n = 0;
-  double mean = 0, m2 = 0;
-  void add(double x) {
-    ++n;
-    const double d = x - mean;
-    mean += d / static_cast<double>(n);
-    m2 += d * (x - mean);
-  }
-  double variance() const { return n > 1 ? m2 / static_cast<double>(n - 1) : 0.0; }
-  double std() const { return std::sqrt(variance()); }
-  double std_error() const { return n > 1 ? std() / std::sqrt(static_cast<double>(n)) : std::numeric_limits<double>::infinity(); }
-};
 
 /// Eigen-decomposition of the symmetric tridiagonal matrix with diagonal `alpha` and off-diagonal `beta`
 /// (beta.size() == alpha.size() − 1): values ascending, vectors as columns, in double.

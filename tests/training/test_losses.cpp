@@ -9,6 +9,7 @@
 #include "flatmin/core/seed.h"
 #include "flatmin/training/losses.h"
 #include "flatmin/training/run.h"
+#include "training/blobs.h"
 
 using namespace flatmin::training;
 
@@ -62,21 +63,7 @@ TEST(LabelSmoothing, RejectsWeightsOutsideZeroToOne) {
   EXPECT_THROW(make_loss(LossOptions().label_smoothing(std::nan(""))), flatmin::Error);
 }
 
-// Three Gaussian blobs in 8×8 "images" (as in test_training.cpp).
-flatmin::data::TrainTest blobs() {
-  auto make = [](int64_t per_class, uint64_t seed) {
-    torch::manual_seed(seed);
-    std::vector<at::Tensor> xs, ys;
-    for (int64_t c = 0; c < 3; ++c) {
-      at::Tensor centre = torch::zeros({1, 1, 8, 8});
-      centre.view(-1).narrow(0, c * 20, 20).fill_(1.0);
-      xs.push_back(centre + 0.8 * torch::randn({per_class, 1, 8, 8}));
-      ys.push_back(torch::full({per_class}, c, torch::kLong));
-    }
-    return flatmin::data::Dataset{torch::cat(xs), torch::cat(ys), 3};
-  };
-  return {make(40, 1), make(10, 2)};
-}
+using flatmin::testing::blobs;
 
 RunConfig base_config(const std::string& method) {
   return RunConfig()

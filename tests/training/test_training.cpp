@@ -15,6 +15,7 @@
 #include "flatmin/training/metrics_log.h"
 #include "flatmin/training/run.h"
 #include "flatmin/training/trainer.h"
+#include "training/blobs.h"
 
 using namespace flatmin;
 using namespace flatmin::training;
@@ -34,21 +35,7 @@ std::vector<std::string> read_lines(const std::string& path) {
   return lines;
 }
 
-// Three Gaussian blobs in 8×8 "images": learnable, tiny, deterministic.
-data::TrainTest blobs(int64_t per_class_train, int64_t per_class_test) {
-  auto make = [](int64_t per_class, uint64_t seed) {
-    torch::manual_seed(seed);
-    std::vector<at::Tensor> xs, ys;
-    for (int64_t c = 0; c < 3; ++c) {
-      at::Tensor centre = torch::zeros({1, 1, 8, 8});
-      centre.view(-1).narrow(0, c * 20, 20).fill_(1.0);
-      xs.push_back(centre + 0.8 * torch::randn({per_class, 1, 8, 8}));
-      ys.push_back(torch::full({per_class}, c, torch::kLong));
-    }
-    return data::Dataset{torch::cat(xs), torch::cat(ys), 3};
-  };
-  return {make(per_class_train, 1), make(per_class_test, 2)};
-}
+using flatmin::testing::blobs;
 
 RunConfig small_config(const std::string& method, uint64_t seed) {
   return RunConfig()
