@@ -12,8 +12,12 @@ packages=(
   libopenblas0-pthread  # without it Debian's reference BLAS makes matrix work ~30x slower
   dataset-fashion-mnist # the bundled default data: /usr/share/datasets/fashion-mnist
   libcli11-dev nlohmann-json3-dev zlib1g-dev
+  libtomlplusplus-dev   # experiment files (flatmin sweep)
+  gnuplot-nox           # the plots of flatmin report (svg, pngcairo)
   googletest libgtest-dev libgmock-dev
 )
+# The tests also open the report's HTML page in a headless browser and decode its screenshot.
+[ "${1:-}" = all ] && packages+=(chromium libstb-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

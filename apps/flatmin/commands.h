@@ -15,4 +15,10 @@ Action add_train_command(CLI::App& app);
 /// Adds `flatmin geometry` (flatness measurements of a checkpoint); the returned action runs it after parsing.
 Action add_geometry_command(CLI::App& app);
 
+/// Adds `flatmin sweep` (every run of an experiment file, resumably); the returned action runs it after parsing.
+Action add_sweep_command(CLI::App& app);
+
+/// Adds `flatmin report` (a sweep's tables, figures and HTML page); the returned action runs it after parsing.
+Action add_report_command(CLI::App& app);
+
 }  // namespace flatmin::cli

@@ -10,6 +10,7 @@
 #include <ctime>
 #include <filesystem>
 #include <iostream>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -29,6 +30,7 @@
 #include "flatmin/geometry/perturbation.h"
 #include "flatmin/geometry/spectrum.h"
 #include "flatmin/training/checkpoint.h"
+#include "flatmin/training/run.h"
 #include "flatmin/training/metrics_log.h"
 #include "flatmin/training/progress.h"
 #include "flatmin/training/trainer.h"
@@ -103,6 +105,7 @@ struct Data {
   bool has_val = false;
   uint64_t run_seed = 0;
   bool has_run_seed = false;
+  std::optional<training::RunConfig> config;  ///< the run's whole config, when it parses
 };
 
 /// The splits the checkpoint's run trained on: rebuilt from its config (RunConfig JSON: the split options and
@@ -117,17 +120,30 @@ Data rebuild_data(const training::CheckpointContents& ck, const std::string& dat
     config = json::object();
   }
   Data out;
+  std::optional<training::RunConfig> run_config;
+  if (config.contains("split") && config.contains("seed")) {
+    try {
+      run_config = training::RunConfig::from_json(ck.config_json);
+    } catch (const Error&) {
+      run_config.reset();  // an older or hand-written config: its split fields below, with defaults
+    }
+  }
   if (config.contains("split") && config.contains("seed")) {
     const json& s = config["split"];
     out.run_seed = config["seed"].get<uint64_t>();
     out.has_run_seed = true;
     data::SplitOptions options;
-    options.val_size(s.value("val_size", int64_t{5000}))
-        .classes(s.value("classes", std::vector<int64_t>{}))
-        .train_per_class(s.value("train_per_class", int64_t{0}))
-        .test_size(s.value("test_size", int64_t{0}))
-        .normalize(s.value("normalize", true))
-        .seed(derive_seed(out.run_seed, SeedStream::kDataSplit));
+    if (run_config) {
+      options = run_config->split();
+      out.config = *run_config;
+    } else {
+      options.val_size(s.value("val_size", int64_t{5000}))
+          .classes(s.value("classes", std::vector<int64_t>{}))
+          .train_per_class(s.value("train_per_class", int64_t{0}))
+          .test_size(s.value("test_size", int64_t{0}))
+          .normalize(s.value("normalize", true));
+    }
+    options.seed(derive_seed(out.run_seed, SeedStream::kDataSplit));
     out.splits = data::make_splits(raw, options);
     if (ck.channel_mean.defined() && ck.channel_mean.numel() == out.splits.channel_mean.numel()) {
       const bool same = at::allclose(out.splits.channel_mean.to(at::kDouble), ck.channel_mean.to(at::kDouble), 1e-5, 1e-6) &&
@@ -406,13 +422,22 @@ int run_geometry(const GeometryArgs& a) {
     } else {
       check(d.has_run_seed, "pac-bayes: the checkpoint has no run config to rebuild its initialisation from; "
                             "give --reference");
-      torch::manual_seed(derive_seed(d.run_seed, SeedStream::kModelInit));  // as run_training does
-      const models::Model init = models::make_model(ck.spec);
-      radius = geometry::parameter_distance(*ck.model.module(), *init.module());
-      reference_name = "the run's initialisation (rebuilt from seed " + std::to_string(d.run_seed) + ")";
+      if (d.config) {
+        // Exactly the model the run started from: for a fine-tuned run, the pretrained weights.
+        const models::Model init = training::build_initial_model(*d.config, ck.spec);
+        radius = geometry::parameter_distance(*ck.model.module(), *init.module());
+        reference_name = d.config->init().path().empty()
+                             ? "the run's initialisation (rebuilt from seed " + std::to_string(d.run_seed) + ")"
+                             : "the pretrained weights it started from (" + d.config->init().path() + ")";
+      } else {
+        torch::manual_seed(derive_seed(d.run_seed, SeedStream::kModelInit));  // as run_training does
+        const models::Model init = models::make_model(ck.spec);
+        radius = geometry::parameter_distance(*ck.model.module(), *init.module());
+        reference_name = "the run's initialisation (rebuilt from seed " + std::to_string(d.run_seed) + ")";
+      }
     }
-    const training::EvalResult train_eval = training::evaluate(ck.model, d.splits.train, 1000);
-    const training::EvalResult test_eval = training::evaluate(ck.model, d.splits.test, 1000);
+    const training::EvalResult train_eval = training::evaluate(ck.model, d.splits.train, a.batch_size);
+    const training::EvalResult test_eval = training::evaluate(ck.model, d.splits.test, a.batch_size);
     auto inputs = geometry::PacBayesInputs()
                       .train_loss(train_eval.loss)
                       .test_loss(test_eval.loss)

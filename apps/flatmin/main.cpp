@@ -16,12 +16,16 @@ int main(int argc, char** argv) {
       "and measure flatness, on LibTorch.\n\n"
       "Start with:  flatmin train            (NSO on Fashion-MNIST with the defaults)\n"
       "             flatmin train --help     (every option, with its default)\n"
-      "             flatmin geometry --checkpoint runs/<run>   (flatness of a trained model)",
+      "             flatmin geometry --checkpoint runs/<run>   (flatness of a trained model)\n"
+      "             flatmin sweep experiments/finetune.toml    (many runs from one file, resumable)\n"
+      "             flatmin report <sweep root>                (its tables, figures and HTML page)",
       "flatmin"};
   app.require_subcommand(1);
   app.set_version_flag("--version", flatmin::version_string());
   const flatmin::cli::Action train = flatmin::cli::add_train_command(app);
   const flatmin::cli::Action geometry = flatmin::cli::add_geometry_command(app);
+  const flatmin::cli::Action sweep = flatmin::cli::add_sweep_command(app);
+  const flatmin::cli::Action report = flatmin::cli::add_report_command(app);
   if (argc < 2) {
     std::cerr << app.help() << "\nerror: missing command (try: flatmin train)\n";
     return 2;
@@ -44,6 +48,8 @@ int main(int argc, char** argv) {
   try {
     if (app.got_subcommand("train")) return train();
     if (app.got_subcommand("geometry")) return geometry();
+    if (app.got_subcommand("sweep")) return sweep();
+    if (app.got_subcommand("report")) return report();
     return 2;
   } catch (const CLI::Error& e) {  // an option conflict found after parsing
     std::cerr << "error: " << e.what() << '\n';

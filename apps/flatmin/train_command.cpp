@@ -70,6 +70,12 @@ struct TrainArgs {
   int64_t per_class = 0;
   int64_t test_size = 0;
   bool no_normalize = false;
+  double label_noise = 0.0;
+  // fine-tuning
+  std::string init;
+  bool reset_head = false;
+  std::vector<std::string> freeze;
+  bool model_given = false, width_given = false;  // with --init they must agree with the init file
   // optimisation
   std::string optimizer = "sgd";
   int64_t epochs = 10;
@@ -88,6 +94,8 @@ struct TrainArgs {
   int threads = 0;
   std::string progress = "auto";
   int64_t train_eval_size = 10000;
+  int64_t eval_batch_size = training::kDefaultEvalBatchSize;
+  int64_t eval_every = 1;
   bool no_save_model = false;
   // keeping and resuming
   int64_t checkpoint_every = 0;
@@ -150,7 +158,8 @@ training::RunConfig to_config(const TrainArgs& a) {
                  .classes(a.classes)
                  .train_per_class(a.per_class)
                  .test_size(a.test_size)
-                 .normalize(!a.no_normalize))
+                 .normalize(!a.no_normalize)
+                 .label_noise(a.label_noise))
       .optimizer(optim::BaseOptimizerOptions()
                      .name(a.optimizer)
                      .lr(a.lr >= 0 ? a.lr : (a.method == "bsam" ? 0.5 : 0.05))
@@ -165,12 +174,15 @@ training::RunConfig to_config(const TrainArgs& a) {
                                     .step_epochs(a.lr_step_epochs)
                                     .gamma(a.lr_gamma))
                    .train_eval_size(a.train_eval_size)
+                   .eval_batch_size(a.eval_batch_size)
+                   .eval_every(a.eval_every)
                    .augment(data::AugmentOptions().enabled(a.augment).padding(a.augment_padding).flip(!a.no_flip))
                    .on_divergence(training::parse_divergence_policy(a.on_divergence)))
       .max_grad_norm(a.max_grad_norm)
       .loss(training::LossOptions().label_smoothing(a.label_smoothing))
       .l2sp(a.l2sp)
-      .seed(a.seed);
+      .seed(a.seed)
+      .init(training::InitOptions().path(a.init).reset_head(a.reset_head).freeze(a.freeze));
 }
 
 std::string epoch_line(const training::EpochMetrics& m, int64_t epochs) {
@@ -202,7 +214,8 @@ training::Record epoch_record(const training::EpochMetrics& m) {
       .add("skipped_steps", m.skipped_steps);
   for (const auto& [name, value] : m.measures) r.add(name, value);
   r.add("train_seconds", m.train_seconds)
-      .add("ms_per_step", m.ms_per_step);
+      .add("ms_per_step", m.ms_per_step)
+      .add("eval_seconds", m.eval_seconds);
   return r;
 }
 
@@ -240,7 +253,14 @@ int run_train(TrainArgs a) {  // by value: --resume replaces some fields
       }
     }
   } else {
-    config = to_config(a);  // parses names: fails before any work
+    // Parses names (fails before any work); a fine-tuning run takes its architecture, normalisation and
+    // checksum from the init file.
+    config = training::with_pretrained_defaults(to_config(a));
+    if ((a.model_given && a.model != config.model().name()) || (a.width_given && a.width != config.model().width()))
+      throw CLI::ValidationError("--init", "--model " + a.model + " --width " + std::to_string(a.width) +
+                                               " disagree with the init file's " + config.model().name() + " (width " +
+                                               std::to_string(config.model().width()) + ")");
+    a.model = config.model().name();
   }
   optim::check_base_for_method(config.method(), config.optimizer());
   const int threads = a.threads > 0 ? a.threads
@@ -283,6 +303,7 @@ int run_train(TrainArgs a) {  // by value: --resume replaces some fields
                   " gradient evaluations/step | train " + std::to_string(run.splits.train.size()) + ", val " +
                   std::to_string(run.splits.val.size()) + ", test " + std::to_string(run.splits.test.size()) + " | " +
                   std::to_string(thread_counts.torch_intra_op) + " thread(s) | -> " + out_dir);
+    if (run.pretrained) progress.line(run.pretrained->describe());
     if (run.resumed_from) {
       // The metrics files hold exactly the checkpoint's rows again: none duplicated, none missing.
       for (const auto& m : run.resumed_from->history) log.append(epoch_record(m));
@@ -340,8 +361,13 @@ int run_train(TrainArgs a) {  // by value: --resume replaces some fields
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
   const training::EpochMetrics& last = run.history.back();
-  double step_ms = 0;
-  for (const auto& m : run.history) step_ms += m.ms_per_step / static_cast<double>(run.history.size());
+  double step_ms = 0, train_s = 0, eval_s = 0, measure_s = 0;
+  for (const auto& m : run.history) {
+    step_ms += m.ms_per_step / static_cast<double>(run.history.size());
+    train_s += m.train_seconds;
+    eval_s += m.eval_seconds;
+    measure_s += m.measure_seconds;
+  }
   nlohmann::ordered_json summary;
   summary["final_test_acc"] = last.test.accuracy;
   summary["final_test_loss"] = last.test.loss;
@@ -355,6 +381,10 @@ int run_train(TrainArgs a) {  // by value: --resume replaces some fields
   summary["skipped_steps"] = last.skipped_steps;
   summary["mean_ms_per_step"] = step_ms;
   summary["total_seconds"] = seconds;
+  // Where a whole run's time goes (of this process: a resumed run counts its epochs' own times).
+  summary["train_seconds"] = train_s;
+  summary["eval_seconds"] = eval_s;
+  summary["measure_seconds"] = measure_s;
   summary["resumed"] = !resume_path.empty();
   summary["threads"] = thread_counts.torch_intra_op;
   training::write_text_file(out_dir + "/summary.json", summary.dump(2) + "\n");
@@ -522,6 +552,25 @@ Action add_train_command(CLI::App& app) {
       ->check(integer_in(0))
       ->group(data_group);
   cmd->add_flag("--no-normalize", args->no_normalize, "Keep pixels in [0,1] instead of standardising")->group(data_group);
+  cmd->add_option("--label-noise", args->label_noise,
+                  "Replace this fraction of the training labels by another class at random (validation and test "
+                  "stay clean)")
+      ->check(number_between(0, 1, true, /*hi_closed=*/false))
+      ->group(data_group);
+
+  const std::string finetune_group = "Fine-tuning";
+  cmd->add_option("--init", args->init,
+                  "Start from the weights of a checkpoint (model.ckpt or a run directory): its architecture and data "
+                  "normalisation are kept, the classifier is re-initialised when the number of classes differs; "
+                  "L2-SP's W0 is then the pretrained weights")
+      ->group(finetune_group);
+  cmd->add_flag("--reset-head", args->reset_head, "With --init: re-initialise the classifier even if the classes match")
+      ->group(finetune_group);
+  cmd->add_option("--freeze", args->freeze,
+                  "With --init: keep these parameters fixed, comma-separated name patterns (glob; a module name "
+                  "covers its parameters), e.g. stem,stem_bn,stages.0")
+      ->delimiter(',')
+      ->group(finetune_group);
 
   const std::string optim_group = "Optimisation";
   cmd->add_option("--optimizer", args->optimizer, "Base optimizer: sgd (momentum, L2) | adamw")
@@ -561,6 +610,14 @@ Action add_train_command(CLI::App& app) {
       ->group(run_group);
   cmd->add_option("--train-eval-size", args->train_eval_size, "Training examples scored per epoch (0 = all)")
       ->check(integer_in(0))
+      ->group(run_group);
+  cmd->add_option("--eval-batch-size", args->eval_batch_size,
+                  "Examples per evaluation pass (100 measured fastest here; large batches page-fault)")
+      ->check(integer_in(1, 1 << 20))
+      ->group(run_group);
+  cmd->add_option("--eval-every", args->eval_every,
+                  "Score train/val/test every N epochs and after the last (other rows: NaN)")
+      ->check(integer_in(1, 1000000))
       ->group(run_group);
   cmd->add_flag("--no-save-model", args->no_save_model, "Do not write model.ckpt")->group(run_group);
 
@@ -605,6 +662,13 @@ Action add_train_command(CLI::App& app) {
         if (option->count() > 0 && !option->get_lnames().empty() && !allowed.count("--" + option->get_lnames().front()))
           throw CLI::ValidationError("--resume", "--" + option->get_lnames().front() +
                                                      " cannot be combined with --resume (the run keeps its own config)");
+    }
+    if (!args->init.empty()) {
+      args->model_given = cmd->count("--model") > 0;
+      args->width_given = cmd->count("--width") > 0;
+    } else {
+      for (const char* name : {"--reset-head", "--freeze"})
+        if (cmd->count(name) > 0) throw CLI::ValidationError(name, std::string(name) + " needs --init");
     }
     return run_train(*args);
   };

@@ -1,6 +1,7 @@
 #include "flatmin/data/dataset.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <mutex>
@@ -146,6 +147,11 @@ Splits make_splits(const TrainTest& data, const SplitOptions& options) {
   check(options.train_per_class() >= 0,
         "train_per_class: must be >= 0, got " + std::to_string(options.train_per_class()));
   check(options.test_size() >= 0, "test_size: must be >= 0, got " + std::to_string(options.test_size()));
+  check(options.label_noise() >= 0 && options.label_noise() < 1,
+        "label_noise: must be in [0, 1), got " + std::to_string(options.label_noise()));
+  check(options.mean().size() == options.std().size(), "normalisation: mean and std must have as many channels");
+  for (double s : options.std()) check(std::isfinite(s) && s > 0, "normalisation: std must be finite and > 0");
+  for (double m : options.mean()) check(std::isfinite(m), "normalisation: mean must be finite");
 
   // 1. Keep the chosen classes, relabelled 0..C-1 in the order given.
   Dataset train = data.train;
@@ -217,14 +223,36 @@ Splits make_splits(const TrainTest& data, const SplitOptions& options) {
     splits.test = test;
   }
 
-  // 5. Standardise with the training split's statistics (population std, floored so that a constant
-  // channel gives zeros rather than NaN).
+  // 5. Label noise: its own generator, so the examples chosen above are those of the clean task.
+  if (options.label_noise() > 0 && kept_classes > 1) {
+    at::Generator noise_gen = at::make_generator<at::CPUGeneratorImpl>(options.seed() ^ 0x6e6f697379ULL);
+    const int64_t n = splits.train.size();
+    const auto flips = static_cast<int64_t>(std::llround(options.label_noise() * static_cast<double>(n)));
+    const at::Tensor which = at::randperm(n, noise_gen, long_opts).slice(0, 0, flips);
+    // An offset in [1, C) modulo C: uniform over the other classes, never the true one.
+    const at::Tensor offset = at::randint(1, kept_classes, {flips}, noise_gen, long_opts);
+    splits.train.targets = splits.train.targets.clone();
+    splits.train.targets.index_put_({which}, splits.train.targets.index_select(0, which).add(offset).remainder(kept_classes));
+    splits.noisy_labels = at::zeros({n}, at::TensorOptions().dtype(at::kBool));
+    splits.noisy_labels.index_fill_(0, which, true);
+  }
+
+  // 6. Standardise with the training split's statistics (population std, floored so that a constant
+  // channel gives zeros rather than NaN), or with the given ones.
   const int64_t channels = splits.train.inputs.size(1);
   const auto float_opts = splits.train.inputs.options();
-  if (options.normalize()) {
+  if (options.normalize() && !options.mean().empty()) {
+    check(static_cast<int64_t>(options.mean().size()) == channels,
+          "normalisation: " + std::to_string(options.mean().size()) + " channels given, the data has " +
+              std::to_string(channels));
+    splits.channel_mean = at::tensor(options.mean(), at::TensorOptions().dtype(at::kDouble)).to(float_opts.dtype());
+    splits.channel_std = at::tensor(options.std(), at::TensorOptions().dtype(at::kDouble)).to(float_opts.dtype());
+  } else if (options.normalize()) {
     auto [var, mean] = at::var_mean(splits.train.inputs, {0, 2, 3}, /*unbiased=*/false, /*keepdim=*/false);
     splits.channel_mean = mean;
     splits.channel_std = var.sqrt().clamp_min(kStdFloor);
+  }
+  if (options.normalize()) {
     const at::Tensor m = splits.channel_mean.view({1, channels, 1, 1});
     const at::Tensor s = splits.channel_std.view({1, channels, 1, 1});
     // Out of place: an unfiltered test split still shares its tensor with the caller's data.

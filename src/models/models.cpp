@@ -176,6 +176,13 @@ int default_num_threads(const ModelSpec& spec, int cores) {
   return name == "mlp" || name == "cnn" ? 1 : std::max(1, cores);
 }
 
+std::string classifier_name(const ModelSpec& spec) {
+  const std::string name = lower(spec.name());
+  if (name == "mlp" || name == "cnn") return "fc2";
+  if (name == "resnet18" || name == "resnet34") return "head";
+  throw Error("unknown model '" + spec.name() + "' (valid: mlp, cnn, resnet18, resnet34)");
+}
+
 Model make_model(const ModelSpec& spec) {
   const std::string name = lower(spec.name());
   const std::string what = "model '" + spec.name() + "'";

@@ -191,6 +191,7 @@ CheckpointContents parse_checkpoint(const unsigned char* bytes, size_t size, con
     c.spec = spec_from_json(spec.toStringRef(), name);
     c.config_json = config.toStringRef();
     c.epoch = epoch.toInt();
+    c.payload_crc32 = static_cast<uint32_t>(get_le(bytes + 20, 4));  // verified by payload_of
     archive.try_read("channel_mean", c.channel_mean);
     archive.try_read("channel_std", c.channel_std);
     c.model = models::make_model(c.spec);
@@ -210,6 +211,12 @@ CheckpointContents parse_checkpoint(const unsigned char* bytes, size_t size, con
   } catch (const std::exception& e) {
     throw Error(name + ": malformed checkpoint: " + first_line(e.what()));
   }
+}
+
+std::string CheckpointContents::checksum() const {
+  char hex[9];
+  std::snprintf(hex, sizeof hex, "%08x", static_cast<unsigned>(payload_crc32));
+  return hex;
 }
 
 void verify_checkpoint(const std::string& path) {

@@ -49,7 +49,14 @@ std::string RunConfig::to_json(int indent) const {
                 {"classes", split_.classes()},
                 {"train_per_class", split_.train_per_class()},
                 {"test_size", split_.test_size()},
-                {"normalize", split_.normalize()}};
+                {"normalize", split_.normalize()},
+                {"mean", split_.mean()},
+                {"std", split_.std()},
+                {"label_noise", split_.label_noise()}};
+  j["init"] = {{"path", init_.path()},
+               {"checksum", init_.checksum()},
+               {"reset_head", init_.reset_head()},
+               {"freeze", init_.freeze()}};
   j["optimizer"] = {{"name", o.name()},         {"lr", o.lr()},       {"momentum", o.momentum()},
                     {"nesterov", o.nesterov()}, {"weight_decay", o.weight_decay()},
                     {"beta1", o.beta1()},       {"beta2", o.beta2()}, {"eps", o.eps()},
@@ -60,6 +67,7 @@ std::string RunConfig::to_json(int indent) const {
                   {"lr_step_epochs", t.lr_schedule().step_epochs()},
                   {"lr_gamma", t.lr_schedule().gamma()},
                   {"eval_batch_size", t.eval_batch_size()},
+                  {"eval_every", t.eval_every()},
                   {"train_eval_size", t.train_eval_size()},
                   {"drop_last", t.drop_last()},
                   {"lr_min_factor", t.lr_schedule().min_factor()},
@@ -109,7 +117,19 @@ RunConfig RunConfig::from_json(const std::string& text) {
                 .classes(sp.at("classes").get<std::vector<int64_t>>())
                 .train_per_class(sp.at("train_per_class").get<int64_t>())
                 .test_size(sp.at("test_size").get<int64_t>())
-                .normalize(sp.at("normalize").get<bool>()));
+                .normalize(sp.at("normalize").get<bool>())
+                // Absent from configs written before fine-tuning existed: their defaults.
+                .mean(sp.value("mean", std::vector<double>{}))
+                .std(sp.value("std", std::vector<double>{}))
+                .label_noise(sp.value("label_noise", 0.0)));
+    if (j.contains("init")) {
+      const auto& in = j.at("init");
+      c.init(InitOptions()
+                 .path(in.at("path").get<std::string>())
+                 .checksum(in.at("checksum").get<std::string>())
+                 .reset_head(in.at("reset_head").get<bool>())
+                 .freeze(in.at("freeze").get<std::vector<std::string>>()));
+    }
     c.optimizer(optim::BaseOptimizerOptions()
                     .name(o.at("name").get<std::string>())
                     .lr(o.at("lr").get<double>())
@@ -129,6 +149,7 @@ RunConfig RunConfig::from_json(const std::string& text) {
                                    .gamma(t.at("lr_gamma").get<double>())
                                    .min_factor(t.at("lr_min_factor").get<double>()))
                   .eval_batch_size(t.at("eval_batch_size").get<int64_t>())
+                  .eval_every(t.value("eval_every", int64_t{1}))
                   .train_eval_size(t.at("train_eval_size").get<int64_t>())
                   .drop_last(t.at("drop_last").get<bool>())
                   .augment(data::AugmentOptions()
@@ -154,7 +175,45 @@ void copy_state(const models::Model& from, const models::Model& to) {
   for (const auto& b : dst_buffers) b.value().copy_(src_buffers[b.key()]);
 }
 
+// The init file named by `config`, read and checked against the checksum the config recorded.
+std::pair<std::string, CheckpointContents> read_init(const RunConfig& config) {
+  const std::string path = resolve_init_path(config.init().path());
+  CheckpointContents pretrained = load_checkpoint(path);
+  check(config.init().checksum().empty() || config.init().checksum() == pretrained.checksum(),
+        path + ": the init file changed since the run was configured (crc32 " + pretrained.checksum() + ", recorded " +
+            config.init().checksum() + ")");
+  return {path, std::move(pretrained)};
+}
+
 }  // namespace
+
+RunConfig with_pretrained_defaults(RunConfig config) {
+  if (config.init().path().empty()) return config;
+  const auto [path, pretrained] = read_init(config);
+  config.init().path(path).checksum(pretrained.checksum());
+  config.model().name(pretrained.spec.name()).width(pretrained.spec.width());
+  const at::Tensor& mean = pretrained.channel_mean;
+  const at::Tensor& std = pretrained.channel_std;
+  if (config.split().normalize() && config.split().mean().empty() && mean.defined() && std.defined()) {
+    const at::Tensor m = mean.to(at::kDouble).contiguous(), s = std.to(at::kDouble).contiguous();
+    config.split().mean(std::vector<double>(m.data_ptr<double>(), m.data_ptr<double>() + m.numel()));
+    config.split().std(std::vector<double>(s.data_ptr<double>(), s.data_ptr<double>() + s.numel()));
+  }
+  return config;
+}
+
+models::Model build_initial_model(const RunConfig& config, const models::ModelSpec& spec, PretrainedReport* report) {
+  torch::manual_seed(derive_seed(config.seed(), SeedStream::kModelInit));
+  models::Model model = models::make_model(spec);
+  if (!config.init().path().empty()) {
+    const auto [path, pretrained] = read_init(config);
+    PretrainedReport loaded = load_pretrained(pretrained, path, spec, model, config.init());
+    if (report) *report = std::move(loaded);
+  } else {
+    check(config.init().freeze().empty(), "--freeze needs --init (a pretrained network to keep parts of)");
+  }
+  return model;
+}
 
 RunResult run_training(const RunConfig& config, const data::TrainTest& data, const RunStartCallback& on_start,
                        const Trainer::EpochCallback& on_epoch, Progress* progress, const RunControl& control) {
@@ -171,24 +230,33 @@ RunResult run_training(const RunConfig& config, const data::TrainTest& data, con
   split.seed(derive_seed(config.seed(), SeedStream::kDataSplit));
   run.splits = data::make_splits(data, split);
 
-  torch::manual_seed(derive_seed(config.seed(), SeedStream::kModelInit));
   models::ModelSpec spec = config.model();
   spec.in_channels(run.splits.train.inputs.size(1))
       .image_size(run.splits.train.inputs.size(2))
       .num_classes(run.splits.train.num_classes);
   run.spec = spec;
-  run.model = models::make_model(spec);
+  if (!config.init().path().empty()) {
+    run.pretrained.emplace();
+    run.model = build_initial_model(config, spec, &*run.pretrained);
+  } else {
+    run.model = build_initial_model(config, spec);
+  }
   run.parameter_count = models::count_parameters(*run.model.module());
+  // Frozen parameters are not the optimizer's: no noise, no step, no weight decay moves them.
+  std::vector<at::Tensor> trainable;
+  for (const auto& p : run.model->parameters())
+    if (p.requires_grad()) trainable.push_back(p);
+  check(!trainable.empty(), "every parameter is frozen: nothing to train");
 
   if (method_spec.bsam_train_size() == 0) method_spec.bsam_train_size(run.splits.train.size());
   run.optimizer = optim::make_perturbed_optimizer(
-      run.model->parameters(), method_spec, config.optimizer(),
+      trainable, method_spec, config.optimizer(),
       optim::PerturbedOptimizerOptions()
           .seed(derive_seed(config.seed(), SeedStream::kNoise))
           .max_grad_norm(config.max_grad_norm())
           .accumulate_in_grad(true));  // the Trainer's closure never zeroes .grad
   run.optimizer->track_buffers(run.model->buffers());
-  if (config.l2sp() > 0) run.optimizer->add_gradient_term(optim::L2Sp(run.model->parameters(), config.l2sp()));
+  if (config.l2sp() > 0) run.optimizer->add_gradient_term(optim::L2Sp(trainable, config.l2sp()));
 
   TrainerOptions trainer_options = config.trainer();
   trainer_options.seed(derive_seed(config.seed(), SeedStream::kShuffle));

@@ -74,6 +74,7 @@ Trainer::Trainer(models::Model model, std::shared_ptr<optim::PerturbedOptimizer>
   check(options_.batch_size() >= 1, "batch size must be >= 1, got " + std::to_string(options_.batch_size()));
   check(options_.eval_batch_size() >= 1, "evaluation batch size must be >= 1");
   check(options_.train_eval_size() >= 0, "train evaluation size must be >= 0");
+  check(options_.eval_every() >= 1, "eval_every must be >= 1");
   options_.lr_schedule().validate();
 }
 
@@ -188,10 +189,18 @@ std::vector<EpochMetrics> Trainer::fit(const data::Splits& splits, const EpochCa
     m.train_seconds = state.train_seconds;
     m.ms_per_step = 1000.0 * state.train_seconds / static_cast<double>(steps_per_epoch);
     m.skipped_steps = state.skipped_steps;
-    m.train = evaluate(model_, train_eval, options_.eval_batch_size());
-    m.val = evaluate(model_, splits.val, options_.eval_batch_size());
-    m.test = evaluate(model_, splits.test, options_.eval_batch_size());
+    const auto eval0 = std::chrono::steady_clock::now();
+    if ((epoch + 1) % options_.eval_every() == 0 || epoch + 1 == epochs) {
+      m.train = evaluate(model_, train_eval, options_.eval_batch_size());
+      m.val = evaluate(model_, splits.val, options_.eval_batch_size());
+      m.test = evaluate(model_, splits.test, options_.eval_batch_size());
+    } else {
+      m.train = m.val = m.test = evaluate(model_, data::Dataset{}, 1);  // not scored: NaN, count 0
+    }
+    const auto eval1 = std::chrono::steady_clock::now();
+    m.eval_seconds = std::chrono::duration<double>(eval1 - eval0).count();
     if (epoch_measure_) m.measures = epoch_measure_(m);
+    m.measure_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - eval1).count();
     state.history.push_back(m);
     if (on_epoch) on_epoch(m);
     // The next epoch: its permutation is drawn from the generator as this epoch's left it.
@@ -251,6 +260,8 @@ std::string history_to_json(const std::vector<EpochMetrics>& history) {
                     {"test", eval_to_json(m.test)},
                     {"train_seconds", m.train_seconds},
                     {"ms_per_step", m.ms_per_step},
+                    {"eval_seconds", m.eval_seconds},
+                    {"measure_seconds", m.measure_seconds},
                     {"skipped_steps", m.skipped_steps},
                     {"measures", measures}});
   }
@@ -272,6 +283,8 @@ std::vector<EpochMetrics> history_from_json(const std::string& text) {
     m.test = eval_from_json(row.at("test"));
     m.train_seconds = row.at("train_seconds").get<double>();
     m.ms_per_step = row.at("ms_per_step").get<double>();
+    m.eval_seconds = row.value("eval_seconds", 0.0);
+    m.measure_seconds = row.value("measure_seconds", 0.0);
     m.skipped_steps = row.at("skipped_steps").get<int64_t>();
     for (const auto& s : row.at("measures"))
       m.measures.emplace_back(s.at(0).get<std::string>(),

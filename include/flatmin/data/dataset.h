@@ -46,6 +46,8 @@ TrainTest load_fashion_mnist(const std::string& dir);
 /// of the rest → test = all test examples of the kept classes, or `test_size` random ones.
 /// All draws come from one CPU generator seeded with `seed` (never the global RNG); every split lists its
 /// examples in the source's order. Normalisation uses the population std, floored at 1e-8.
+/// Label noise (when > 0) then replaces the label of round(label_noise · N) random training examples by a
+/// uniformly drawn *other* class, from a generator of its own (the examples chosen do not move).
 struct SplitOptions {
   TORCH_ARG(int64_t, val_size) = 5000;
   TORCH_ARG(std::vector<int64_t>, classes) = {};  ///< empty = all classes
@@ -54,10 +56,18 @@ struct SplitOptions {
   TORCH_ARG(uint64_t, seed) = 0;
   /// Standardise every split with the training split's per-channel mean and std.
   TORCH_ARG(bool, normalize) = true;
+  /// Standardise with these per-channel values instead (a pretrained model's: the same pixels then mean
+  /// the same thing to it); both empty = the training split's. Only with normalize.
+  TORCH_ARG(std::vector<double>, mean) = {};
+  TORCH_ARG(std::vector<double>, std) = {};
+  /// Fraction of training labels replaced by another class at random (a noisy-label task), in [0, 1).
+  /// Validation and test labels stay clean.
+  TORCH_ARG(double, label_noise) = 0.0;
 };
 
 struct Splits {
-  Dataset train;
+  Dataset train;            ///< with label_noise, its noisy labels
+  at::Tensor noisy_labels;  ///< bool [train size]: which labels label_noise replaced (undefined without)
   Dataset val;   ///< may be empty (val_size 0)
   Dataset test;
   at::Tensor channel_mean;  ///< [C], what was subtracted (zeros when not normalised)

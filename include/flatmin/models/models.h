@@ -142,6 +142,11 @@ class Model {
 
 Model make_model(const ModelSpec& spec);
 
+/// The submodule that maps features to class logits ("fc2" for mlp and cnn, "head" for ResNets): what
+/// fine-tuning re-initialises when the number of classes changes. Its parameters are "<name>.weight" and
+/// "<name>.bias".
+std::string classifier_name(const ModelSpec& spec);
+
 /// Number of trainable scalars (parameters with requires_grad).
 int64_t count_parameters(const torch::nn::Module& module);
 

@@ -34,6 +34,10 @@ struct CheckpointContents {
   at::Tensor channel_std;
   int64_t epoch = 0;          ///< epochs completed when written
   std::optional<TrainerState> trainer_state;  ///< present in checkpoints written during training
+  uint32_t payload_crc32 = 0;  ///< the header's checksum of the payload (verified): identifies the contents
+
+  /// payload_crc32 as 8 lower-case hex digits.
+  std::string checksum() const;
 };
 
 /// Writes a checkpoint of `model` (built from `spec`). When `optimizer` is given its state is saved too,

@@ -17,6 +17,7 @@
 #include "flatmin/optim/methods.h"
 #include "flatmin/optim/perturbed_optimizer.h"
 #include "flatmin/training/losses.h"
+#include "flatmin/training/pretrained.h"
 #include "flatmin/training/trainer.h"
 
 namespace flatmin::training {
@@ -35,6 +36,9 @@ struct RunConfig {
   TORCH_ARG(double, l2sp) = 0.0;
   /// The one seed of the run: model init, split, shuffling and noise each get an independent stream.
   TORCH_ARG(uint64_t, seed) = 0;
+  /// Fine-tuning: start from a pretrained checkpoint (see with_pretrained_defaults). L2-SP's W₀ is then the
+  /// pretrained weights (with the fresh classifier where it was re-initialised).
+  TORCH_ARG(InitOptions, init) = {};
 
  public:
   /// Everything above as JSON (for config.json and checkpoints).
@@ -42,6 +46,17 @@ struct RunConfig {
   /// The inverse of to_json: from_json(c.to_json()).to_json() == c.to_json(). Throws flatmin::Error.
   static RunConfig from_json(const std::string& text);
 };
+
+/// `config` completed from its init file (when config.init().path() is set): the model's architecture and
+/// width, the file's checksum, and its data normalisation (unless the config sets one or does not
+/// normalise). Throws flatmin::Error on a missing or corrupt file, or a checksum that changed.
+RunConfig with_pretrained_defaults(RunConfig config);
+
+/// The model a run of `config` starts from, for the data shapes in `spec` (channels, size, classes):
+/// the seeded initialisation, then the pretrained weights when config.init() names a file. `report`, if
+/// given, receives what loading them did.
+models::Model build_initial_model(const RunConfig& config, const models::ModelSpec& spec,
+                                  PretrainedReport* report = nullptr);
 
 struct RunResult {
   std::vector<EpochMetrics> history;
@@ -53,6 +68,8 @@ struct RunResult {
   /// The position the run was resumed from (nullopt for a fresh run): its history is already in
   /// `history` before the first on_epoch call.
   std::optional<TrainerState> resumed_from;
+  /// What starting from a pretrained network did (nullopt without config.init()).
+  std::optional<PretrainedReport> pretrained;
 };
 
 /// Called once everything is built, before the first step (to print or record the setup).

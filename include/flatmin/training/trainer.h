@@ -34,13 +34,21 @@ enum class DivergencePolicy { kStop, kSkip };
 /// "stop" | "skip"; throws flatmin::Error otherwise.
 DivergencePolicy parse_divergence_policy(const std::string& name);
 
+/// The evaluation batch size measured fastest here for every model (docs/PERFORMANCE.md).
+constexpr int64_t kDefaultEvalBatchSize = 100;
+
 struct TrainerOptions {
   TORCH_ARG(int64_t, epochs) = 10;
   TORCH_ARG(int64_t, batch_size) = 64;
   TORCH_ARG(LrSchedule, lr_schedule) = {};
   /// Seed of the shuffling stream.
   TORCH_ARG(uint64_t, seed) = 0;
-  TORCH_ARG(int64_t, eval_batch_size) = 1000;
+  /// Examples per evaluation pass. Large batches are slower on the CPU, not faster: activations above
+  /// glibc's 32 MiB mmap ceiling are mapped and unmapped per batch (docs/PERFORMANCE.md).
+  TORCH_ARG(int64_t, eval_batch_size) = kDefaultEvalBatchSize;
+  /// Score train/val/test after every N-th epoch and after the last (the other epochs' rows hold NaN):
+  /// on small fine-tuning sets scoring thousands of examples every epoch costs more than training.
+  TORCH_ARG(int64_t, eval_every) = 1;
   /// Training examples scored (clean, eval mode) after each epoch; 0 = the whole training split.
   TORCH_ARG(int64_t, train_eval_size) = 10000;
   TORCH_ARG(bool, drop_last) = false;
@@ -74,6 +82,8 @@ struct EpochMetrics {
   EvalResult train, val, test;       ///< clean, eval mode
   double train_seconds = 0;          ///< training steps only
   double ms_per_step = 0;
+  double eval_seconds = 0;           ///< scoring train/val/test after the epoch
+  double measure_seconds = 0;        ///< the epoch measurements (set_epoch_measure)
   int64_t skipped_steps = 0;         ///< cumulative: steps skipped as non-finite (DivergencePolicy::kSkip)
   /// Extra per-epoch measurements (e.g. the Hessian trace), from Trainer::set_epoch_measure.
   std::vector<std::pair<std::string, double>> measures;

@@ -1,0 +1,222 @@
+// Experiment files → the runs they plan: expansion, selection on validation, the --quick form, errors.
+#include <cmath>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "flatmin/core/error.h"
+#include "flatmin/experiments/experiment.h"
+#include "flatmin/experiments/plan.h"
+
+namespace fx = flatmin::experiments;
+
+namespace {
+
+const char* kSmall = R"(
+name = "small"
+seeds = [0, 1]
+
+[train]
+model = "mlp"
+epochs = 2
+lr = [0.1, 0.01]
+
+[tasks.a]
+classes = "0,1"
+[tasks.b]
+classes = "2,3"
+per-class = 10
+
+[methods.sgd]
+method = "sgd"
+[methods.nso]
+method = "nso"
+sigma = [0.01, 0.02]
+augment = true
+)";
+
+fx::RunOutcome pending(const fx::PlannedRun&) { return {fx::RunStatus::kPending, 0}; }
+
+std::string value_of(const fx::Options& options, const std::string& name) {
+  std::string value = "<absent>";
+  for (const auto& [k, v] : options)
+    if (k == name) value = v;  // the last one wins, as on a command line
+  return value;
+}
+
+}  // namespace
+
+TEST(ExperimentPlan, ExpandsTasksMethodsAxesAndSeedsExactly) {
+  const fx::Experiment e = fx::parse_experiment(kSmall, "small.toml", /*toml=*/true);
+  const fx::Plan plan = fx::plan_experiment(e, pending);
+  std::vector<std::string> ids;
+  for (const auto& run : plan.runs) ids.push_back(run.id);
+  // Tasks and methods in the file's order; axes: [train]'s lr, then the method's sigma; seeds innermost.
+  const std::vector<std::string> expected{
+      "a/sgd/lr=0.1/seed0",           "a/sgd/lr=0.1/seed1",           "a/sgd/lr=0.01/seed0",
+      "a/sgd/lr=0.01/seed1",          "a/nso/lr=0.1,sigma=0.01/seed0", "a/nso/lr=0.1,sigma=0.01/seed1",
+      "a/nso/lr=0.1,sigma=0.02/seed0", "a/nso/lr=0.1,sigma=0.02/seed1", "a/nso/lr=0.01,sigma=0.01/seed0",
+      "a/nso/lr=0.01,sigma=0.01/seed1", "a/nso/lr=0.01,sigma=0.02/seed0", "a/nso/lr=0.01,sigma=0.02/seed1",
+      "b/sgd/lr=0.1/seed0",           "b/sgd/lr=0.1/seed1",           "b/sgd/lr=0.01/seed0",
+      "b/sgd/lr=0.01/seed1",          "b/nso/lr=0.1,sigma=0.01/seed0", "b/nso/lr=0.1,sigma=0.01/seed1",
+      "b/nso/lr=0.1,sigma=0.02/seed0", "b/nso/lr=0.1,sigma=0.02/seed1", "b/nso/lr=0.01,sigma=0.01/seed0",
+      "b/nso/lr=0.01,sigma=0.01/seed1", "b/nso/lr=0.01,sigma=0.02/seed0", "b/nso/lr=0.01,sigma=0.02/seed1"};
+  EXPECT_EQ(ids, expected);
+  EXPECT_TRUE(plan.complete);
+  EXPECT_TRUE(plan.selection.empty());
+
+  const fx::PlannedRun& run = plan.runs[17];  // b/nso/lr=0.1,sigma=0.01/seed1
+  EXPECT_EQ(run.dir, "runs/b/nso/lr=0.1,sigma=0.01/seed1");
+  EXPECT_EQ(run.task, "b");
+  EXPECT_EQ(run.method, "nso");
+  EXPECT_EQ(run.seed, 1);
+  EXPECT_EQ(run.roles, std::vector<std::string>{"final"});
+  EXPECT_EQ(value_of(run.options, "model"), "mlp");
+  EXPECT_EQ(value_of(run.options, "classes"), "2,3");
+  EXPECT_EQ(value_of(run.options, "per-class"), "10");
+  EXPECT_EQ(value_of(run.options, "method"), "nso");
+  EXPECT_EQ(value_of(run.options, "augment"), "true");
+  EXPECT_EQ(value_of(run.options, "lr"), "0.1");
+  EXPECT_EQ(value_of(run.options, "sigma"), "0.01");
+  const std::vector<std::string> args = run.train_arguments("root");
+  EXPECT_EQ(args.front(), "--out=root/runs/b/nso/lr=0.1,sigma=0.01/seed1");
+  EXPECT_EQ(args[1], "--seed=1");
+  EXPECT_NE(std::find(args.begin(), args.end(), "--augment=true"), args.end());
+  EXPECT_NE(std::find(args.begin(), args.end(), "--classes=2,3"), args.end());
+}
+
+TEST(ExperimentPlan, LaterTablesReplaceEarlierOptionsAndQuickOverridesLast) {
+  const std::string text = std::string(kSmall) + R"(
+[quick]
+seeds = [7]
+train = { epochs = 1, lr = 0.5 }
+)";
+  const fx::Experiment full = fx::parse_experiment(text, "q.toml", true, /*quick=*/false);
+  EXPECT_EQ(fx::plan_experiment(full, pending).runs.size(), 24u);
+  const fx::Experiment quick = fx::parse_experiment(text, "q.toml", true, /*quick=*/true);
+  const fx::Plan plan = fx::plan_experiment(quick, pending);
+  // lr's axis is replaced by the override: per task sgd 1 + nso 2 settings, one seed.
+  ASSERT_EQ(plan.runs.size(), 6u);
+  EXPECT_EQ(plan.runs[0].id, "a/sgd/default/seed7");
+  EXPECT_EQ(plan.runs[1].id, "a/nso/sigma=0.01/seed7");
+  EXPECT_EQ(value_of(plan.runs[1].options, "epochs"), "1");
+  EXPECT_EQ(value_of(plan.runs[1].options, "lr"), "0.5");
+}
+
+TEST(ExperimentPlan, PretrainingComesFirstAndEveryOtherRunStartsFromIt) {
+  const fx::Experiment e = fx::parse_experiment(R"(
+name = "ft"
+[train]
+epochs = 3
+[pretrain]
+classes = "0,1,2"
+epochs = 5
+seed = 4
+[methods.sgd]
+method = "sgd"
+)",
+                                                "ft.toml", true);
+  const fx::Plan plan = fx::plan_experiment(e, pending);
+  ASSERT_EQ(plan.runs.size(), 2u);
+  EXPECT_EQ(plan.runs[0].id, "pretrain/seed4");
+  EXPECT_EQ(plan.runs[0].roles, std::vector<std::string>{"pretrain"});
+  EXPECT_EQ(value_of(plan.runs[0].options, "epochs"), "5");
+  EXPECT_EQ(plan.runs[1].init_dir, "runs/pretrain/seed4");
+  const auto args = plan.runs[1].train_arguments("r");
+  EXPECT_NE(std::find(args.begin(), args.end(), "--init=r/runs/pretrain/seed4"), args.end());
+}
+
+TEST(ExperimentSelection, PicksTheBestValidationSettingThenRunsItOverTheSeeds) {
+  const fx::Experiment e = fx::parse_experiment(R"(
+name = "sel"
+seeds = [0, 1, 2]
+[methods.nso]
+method = "nso"
+sigma = [0.01, 0.02, 0.03]
+[select]
+metric = "val_acc"
+seeds = [0, 5]
+[measure]
+measures = "trace"
+)",
+                                                "sel.toml", true);
+  // Constructed validation accuracies: sigma=0.02 wins on the mean over seeds 0 and 5 (0.80) although
+  // sigma=0.03 has the single best run (0.90, with 0.60 on the other seed).
+  const std::map<std::string, double> val{
+      {"nso/sigma=0.01/seed0", 0.70}, {"nso/sigma=0.01/seed5", 0.72}, {"nso/sigma=0.02/seed0", 0.79},
+      {"nso/sigma=0.02/seed5", 0.81}, {"nso/sigma=0.03/seed0", 0.90}, {"nso/sigma=0.03/seed5", 0.60}};
+  std::set<std::string> done;
+  auto outcome = [&](const fx::PlannedRun& run) {
+    const auto it = val.find(run.id);
+    if (it == val.end() || !done.count(run.id)) return fx::RunOutcome{fx::RunStatus::kPending, 0};
+    return fx::RunOutcome{fx::RunStatus::kDone, it->second};
+  };
+  fx::Plan plan = fx::plan_experiment(e, outcome);
+  EXPECT_FALSE(plan.complete);
+  EXPECT_EQ(plan.runs.size(), 6u);  // the grid only
+  for (const auto& run : plan.runs) EXPECT_EQ(run.roles, std::vector<std::string>{"grid"});
+  for (const auto& [id, v] : val) done.insert(id);
+  plan = fx::plan_experiment(e, outcome);
+  EXPECT_TRUE(plan.complete);
+  ASSERT_EQ(plan.selection.size(), 1u);
+  ASSERT_EQ(plan.selection[0].chosen, 1);
+  EXPECT_NEAR(plan.selection[0].candidates[1].value, 0.80, 1e-12);
+  // Final runs: sigma=0.02 for seeds 0, 1, 2; seed 0 is the grid's own run (both roles, measured).
+  std::vector<std::string> finals;
+  for (const auto& run : plan.runs)
+    if (run.has_role("final")) {
+      finals.push_back(run.id);
+      EXPECT_TRUE(run.measure);
+    }
+  EXPECT_EQ(finals, (std::vector<std::string>{"nso/sigma=0.02/seed0", "nso/sigma=0.02/seed1", "nso/sigma=0.02/seed2"}));
+  EXPECT_EQ(plan.runs.size(), 8u);
+  EXPECT_EQ(plan.runs[2].roles, (std::vector<std::string>{"grid", "final"}));
+}
+
+TEST(ExperimentSelection, LossesAreMinimisedAndFailedRunsDoNotCount) {
+  std::vector<fx::Candidate> c{{{}, "a", 0.5, 1, 0}, {{}, "b", 0.3, 2, 0}, {{}, "c", std::nan(""), 0, 0}};
+  EXPECT_EQ(fx::best_candidate(c, /*maximize=*/false), 1);
+  EXPECT_EQ(fx::best_candidate(c, /*maximize=*/true), 0);
+  EXPECT_EQ(fx::best_candidate({{{}, "x", std::nan(""), 0, 0}}, true), -1);
+}
+
+TEST(ExperimentFile, JsonAndTomlGiveTheSameExperiment) {
+  const fx::Experiment toml = fx::parse_experiment(kSmall, "s.toml", true);
+  const fx::Experiment json = fx::parse_experiment(R"({"name": "small", "seeds": [0, 1],
+    "train": {"model": "mlp", "epochs": 2, "lr": [0.1, 0.01]},
+    "tasks": {"a": {"classes": "0,1"}, "b": {"classes": "2,3", "per-class": 10}},
+    "methods": {"sgd": {"method": "sgd"}, "nso": {"method": "nso", "sigma": [0.01, 0.02], "augment": true}}})",
+                                                   "s.json", false);
+  EXPECT_EQ(toml.to_json(), json.to_json());
+}
+
+TEST(ExperimentFile, ErrorsNameTheFileAndThePlace) {
+  auto message = [](const std::string& text) {
+    try {
+      fx::parse_experiment(text, "bad.toml", true);
+    } catch (const flatmin::Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(message("name = \"x\"\n[train]\nlr = [").find("bad.toml:3:"), std::string::npos);
+  EXPECT_NE(message("name = \"x\"\nsedes = [0]").find("unknown key 'sedes'"), std::string::npos);
+  EXPECT_NE(message("[train]\nlr = 0.1").find("name = \"...\" is required"), std::string::npos);
+  EXPECT_NE(message("name = \"x\"\nseeds = [1, 1]").find("seed 1 repeated"), std::string::npos);
+  EXPECT_NE(message("name = \"x\"\n[pretrain]\nlr = [0.1, 0.2]").find("not allowed"), std::string::npos);
+  EXPECT_NE(message("name = \"x\"\n[methods.sgd]\nmethod = \"sgd\"\n[report]\nhighlight = \"nso\"").find("highlight"),
+            std::string::npos);
+  EXPECT_NE(message("name = \"x\"\n[train]\nlr = { a = 1 }").find("train.lr"), std::string::npos);
+}
+
+TEST(ExperimentPlan, QuickAxesFirstKeepsEachAxisFirstValue) {
+  const std::string text = std::string(kSmall) + "\n[quick]\naxes = \"first\"\nseeds = [3]\n";
+  const fx::Plan plan = fx::plan_experiment(fx::parse_experiment(text, "q.toml", true, /*quick=*/true), pending);
+  std::vector<std::string> ids;
+  for (const auto& run : plan.runs) ids.push_back(run.id);
+  EXPECT_EQ(ids, (std::vector<std::string>{"a/sgd/lr=0.1/seed3", "a/nso/lr=0.1,sigma=0.01/seed3",
+                                           "b/sgd/lr=0.1/seed3", "b/nso/lr=0.1,sigma=0.01/seed3"}));
+}

@@ -1,0 +1,509 @@
+// flatmin report's library: statistics, reading a sweep root, grouping, the highlight's relative changes,
+// the table/CSV/JSON writers, the gnuplot files and the HTML page, on a hand-built sweep (fake_sweep.h)
+// whose every expected number is worked out by hand below.
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <unistd.h>
+
+#include "flatmin/core/error.h"
+#include "flatmin/reports/aggregate.h"
+#include "flatmin/reports/html.h"
+#include "flatmin/reports/plots.h"
+#include "flatmin/reports/tables.h"
+#include "reports/fake_sweep.h"
+
+namespace fs = std::filesystem;
+using namespace flatmin::reports;
+
+namespace {
+
+// A fresh directory per test, removed afterwards.
+class TempDir {
+ public:
+  TempDir() {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    path_ = fs::temp_directory_path() /
+            ("flatmin-report-" + std::to_string(::getpid()) + "-" + info->test_suite_name() + "-" + info->name());
+    fs::remove_all(path_);
+    fs::create_directories(path_);
+  }
+  ~TempDir() { fs::remove_all(path_); }
+  std::string str() const { return path_.string(); }
+  fs::path operator/(const std::string& p) const { return path_ / p; }
+
+ private:
+  fs::path path_;
+};
+
+std::string read(const fs::path& path) {
+  std::ifstream in(path);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+void overwrite(const fs::path& path, const std::string& text) { std::ofstream(path, std::ios::trunc) << text; }
+
+const GroupSummary& group(const Report& report, const std::string& task, const std::string& method) {
+  for (const GroupSummary& g : report.groups)
+    if (g.task == task && g.method == method) return g;
+  throw std::runtime_error("no group " + task + "/" + method);
+}
+
+// The message of the flatmin::Error that `f` throws ("" if none).
+template <typename F>
+std::string error_of(F f) {
+  try {
+    f();
+  } catch (const flatmin::Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+constexpr double kTol = 1e-12;
+
+}  // namespace
+
+// ------------------------------------------------------------------------------------------------ stats
+
+TEST(ReportStats, MeanAndSampleStd) {
+  const MeanStd s = mean_std({0.8, 0.9, 1.0});
+  EXPECT_NEAR(s.mean, 0.9, kTol);
+  EXPECT_NEAR(s.std, 0.1, kTol);  // divisor n − 1 (with n it would be 0.0816)
+  EXPECT_EQ(s.n, 3);
+}
+
+TEST(ReportStats, OneValueHasNoSpreadAndNaNsAreLeftOut) {
+  const MeanStd one = mean_std({5});
+  EXPECT_EQ(one.mean, 5);
+  EXPECT_TRUE(std::isnan(one.std));
+  EXPECT_EQ(one.n, 1);
+  const MeanStd none = mean_std({});
+  EXPECT_TRUE(std::isnan(none.mean));
+  EXPECT_EQ(none.n, 0);
+  const MeanStd with_nan = mean_std({1, std::nan(""), 3, INFINITY});
+  EXPECT_EQ(with_nan.n, 2);
+  EXPECT_NEAR(with_nan.mean, 2, kTol);
+  EXPECT_NEAR(with_nan.std, std::sqrt(2.0), kTol);
+  // Far from zero: the two-pass formula keeps the digits a one-pass Σx² − n·mean² loses.
+  const MeanStd far = mean_std({1e9 + 1, 1e9 + 2, 1e9 + 3});
+  EXPECT_NEAR(far.std, 1.0, 1e-6);
+}
+
+TEST(ReportStats, PercentChange) {
+  EXPECT_NEAR(percent_change(11, 25), -56, kTol);
+  EXPECT_NEAR(percent_change(3.4, 3.0), 100.0 * 0.4 / 3.0, kTol);
+  EXPECT_NEAR(percent_change(-2, -4), 50, kTol);  // relative to |reference|
+  EXPECT_TRUE(std::isnan(percent_change(1, 0)));
+  EXPECT_TRUE(std::isnan(percent_change(std::nan(""), 1)));
+}
+
+// ------------------------------------------------------------------------------------------ aggregation
+
+class ReportFakeSweep : public ::testing::Test {
+ protected:
+  void SetUp() override { flatmin::test::write_fake_sweep(dir_.str()); }
+  Sweep load() const { return load_sweep(dir_.str()); }
+  TempDir dir_;
+};
+
+TEST_F(ReportFakeSweep, ReadsTheManifestAndEveryRun) {
+  const Sweep sweep = load();
+  EXPECT_EQ(sweep.name, "finetune");
+  EXPECT_EQ(sweep.highlight, "nso");
+  EXPECT_EQ(sweep.select_metric, "val_acc");
+  EXPECT_EQ(sweep.select_mode, "max");
+  EXPECT_TRUE(sweep.complete);  // no "complete" key
+  ASSERT_EQ(sweep.runs.size(), 21u);
+  EXPECT_TRUE(sweep.warnings.empty()) << sweep.warnings.front();
+  const RunRecord& r = sweep.runs[0];  // fm5-50/sgd/default/seed0
+  EXPECT_EQ(r.dir, "runs/fm5-50/sgd/default/seed0");
+  EXPECT_EQ(r.test_acc, 0.78);
+  EXPECT_EQ(r.trace, 20);
+  EXPECT_EQ(r.trace_std_error, 0.2);
+  EXPECT_EQ(r.lambda1, 2.0);
+  EXPECT_EQ(r.lambda1_residual, 0.001);
+  ASSERT_EQ(r.curve.size(), 3u);
+  EXPECT_TRUE(std::isnan(r.curve[0].trace));  // "nan" in metrics.csv
+  EXPECT_EQ(r.curve[2].trace, 23);
+  EXPECT_EQ(r.curve[2].test_acc, 0.78);
+  ASSERT_EQ(sweep.selection.size(), 6u);
+  EXPECT_EQ(sweep.selection[2].method, "nso");
+  EXPECT_EQ(sweep.selection[2].chosen, "sigma=0.01");
+  EXPECT_EQ(sweep.selection[2].candidates[1].value, 0.795);
+}
+
+TEST_F(ReportFakeSweep, GroupsFinalRunsOverSeeds) {
+  const Report report = aggregate(load());
+  ASSERT_EQ(report.tasks, (std::vector<std::string>{"fm5-50", "c10_5"}));  // manifest order; no "pretrain"
+  ASSERT_EQ(report.groups.size(), 6u);
+  EXPECT_EQ(report.groups[0].method, "sgd");
+  EXPECT_EQ(report.groups[1].method, "label-smoothing");
+  EXPECT_EQ(report.groups[2].method, "nso");
+
+  const GroupSummary& sgd = group(report, "fm5-50", "sgd");
+  EXPECT_EQ(sgd.seeds, 3);
+  EXPECT_NEAR(sgd.test_acc.mean, 0.79, kTol);
+  EXPECT_NEAR(sgd.test_acc.std, 0.01, kTol);
+  EXPECT_NEAR(sgd.test_loss.mean, 0.21, kTol);
+  EXPECT_NEAR(sgd.gap_loss.mean, 0.30, kTol);
+  EXPECT_NEAR(sgd.gap_acc.mean, 0.12, kTol);
+  EXPECT_NEAR(sgd.trace.mean, 22, kTol);
+  EXPECT_NEAR(sgd.trace.std, 2, kTol);  // spread over seeds ...
+  EXPECT_NEAR(sgd.trace_mean_std_error, 0.3, kTol);  // ... and the mean of the runs' standard errors
+  EXPECT_NEAR(sgd.lambda1.mean, 2.2, kTol);
+  EXPECT_NEAR(sgd.lambda1.std, 0.2, kTol);
+  EXPECT_EQ(sgd.gradient_evaluations.mean, 1000);
+  EXPECT_EQ(sgd.gradient_evaluations.std, 0);
+  EXPECT_NEAR(sgd.seconds.mean, 11, kTol);
+  EXPECT_NEAR(sgd.seconds.std, 1, kTol);
+  EXPECT_EQ(sgd.failed + sgd.diverged + sgd.pending, 0);
+
+  const GroupSummary& smoothing = group(report, "fm5-50", "label-smoothing");
+  EXPECT_EQ(smoothing.setting_name, "epsilon=0.1");
+  EXPECT_EQ(smoothing.seeds, 2);
+  EXPECT_EQ(smoothing.failed, 1);
+  EXPECT_NEAR(smoothing.test_acc.mean, 0.805, kTol);
+  EXPECT_NEAR(smoothing.test_acc.std, std::sqrt(0.00005), kTol);
+  EXPECT_EQ(smoothing.trace.n, 1);  // geometry.json on one run only
+  EXPECT_EQ(smoothing.trace.mean, 25);
+  EXPECT_TRUE(std::isnan(smoothing.trace.std));
+
+  const GroupSummary& nso = group(report, "fm5-50", "nso");
+  EXPECT_EQ(nso.setting_name, "sigma=0.01");  // the grid-only sigma=0.02 run (test acc .10) is not final
+  EXPECT_EQ(nso.seeds, 3);
+  EXPECT_NEAR(nso.test_acc.mean, 0.82, kTol);
+  EXPECT_NEAR(nso.test_acc.std, 0.02, kTol);
+  EXPECT_EQ(nso.trace.n, 2);
+  EXPECT_NEAR(nso.trace.mean, 11, kTol);
+  EXPECT_NEAR(nso.trace.std, std::sqrt(2.0), kTol);
+  EXPECT_NEAR(nso.trace_mean_std_error, 0.1, kTol);
+  EXPECT_NEAR(nso.lambda1.mean, 1.2, kTol);
+
+  EXPECT_EQ(group(report, "c10_5", "sgd").diverged, 1);
+  EXPECT_EQ(group(report, "c10_5", "sgd").seeds, 2);
+  EXPECT_EQ(group(report, "c10_5", "label-smoothing").pending, 1);
+  EXPECT_EQ(group(report, "c10_5", "label-smoothing").seeds, 3);
+  EXPECT_NEAR(group(report, "c10_5", "label-smoothing").test_acc.mean, 0.70, kTol);
+}
+
+TEST_F(ReportFakeSweep, CurvesAreMeansPerEpoch) {
+  const Report report = aggregate(load());
+  const GroupSummary& sgd = group(report, "fm5-50", "sgd");
+  ASSERT_EQ(sgd.curve.size(), 3u);
+  EXPECT_EQ(sgd.curve[0].epoch, 1);
+  EXPECT_NEAR(sgd.curve[0].test_acc.mean, 0.75, kTol);  // final − .04
+  EXPECT_NEAR(sgd.curve[2].test_acc.mean, 0.79, kTol);
+  EXPECT_NEAR(sgd.curve[2].test_acc.std, 0.01, kTol);
+  EXPECT_EQ(sgd.curve[0].trace.n, 0);                   // not measured at epoch 1
+  EXPECT_NEAR(sgd.curve[1].trace.mean, 24, kTol);       // (20 + 22 + 24)/3 + 2
+  EXPECT_EQ(group(report, "fm5-50", "label-smoothing").curve[2].trace.n, 0);  // no geo_* columns
+}
+
+TEST_F(ReportFakeSweep, HighlightComparedWithTheBestAndTheFlattestOtherMethod) {
+  const Report report = aggregate(load());
+  ASSERT_EQ(report.comparisons.size(), 2u);
+  // fm5-50: best other by accuracy label-smoothing (.805 > .79); lowest trace and λ1: sgd (22 < 25, 2.2 < 2.5).
+  const Comparison& a = report.comparisons[0];
+  EXPECT_EQ(a.task, "fm5-50");
+  EXPECT_EQ(a.highlight, "nso");
+  EXPECT_EQ(a.best_accuracy_method, "label-smoothing");
+  EXPECT_EQ(a.lowest_trace_method, "sgd");
+  EXPECT_EQ(a.lowest_lambda1_method, "sgd");
+  EXPECT_NEAR(a.accuracy_points, 1.5, 1e-9);
+  EXPECT_NEAR(a.trace_vs_best_accuracy, 100.0 * (11 - 25) / 25, 1e-9);  // −56%
+  EXPECT_NEAR(a.lambda1_vs_best_accuracy, 100.0 * (1.2 - 2.5) / 2.5, 1e-9);  // −52%
+  EXPECT_NEAR(a.trace_vs_lowest, 100.0 * (11 - 22) / 22, 1e-9);  // −50%
+  EXPECT_NEAR(a.lambda1_vs_lowest, 100.0 * (1.2 - 2.2) / 2.2, 1e-9);  // −45.5%
+  // c10_5: best other by accuracy sgd (.725 > .70); lowest trace and λ1: label-smoothing (36 < 42, 3.0 < 4.2).
+  const Comparison& b = report.comparisons[1];
+  EXPECT_EQ(b.best_accuracy_method, "sgd");
+  EXPECT_EQ(b.lowest_trace_method, "label-smoothing");
+  EXPECT_EQ(b.lowest_lambda1_method, "label-smoothing");
+  EXPECT_NEAR(b.accuracy_points, -0.5, 1e-9);
+  EXPECT_NEAR(b.trace_vs_best_accuracy, 100.0 * (32 - 42) / 42, 1e-9);
+  EXPECT_NEAR(b.lambda1_vs_best_accuracy, 100.0 * (3.4 - 4.2) / 4.2, 1e-9);
+  EXPECT_NEAR(b.trace_vs_lowest, 100.0 * (32 - 36) / 36, 1e-9);
+  EXPECT_NEAR(b.lambda1_vs_lowest, 100.0 * (3.4 - 3.0) / 3.0, 1e-9);  // sharper than the flattest: +13.3%
+  ASSERT_TRUE(report.average.has_value());
+  EXPECT_NEAR(report.average->accuracy_points, 0.5, 1e-9);
+  EXPECT_NEAR(report.average->trace_vs_best_accuracy, (-56 + 100.0 * (32 - 42) / 42) / 2, 1e-9);
+  EXPECT_NEAR(report.average->lambda1_vs_lowest, (100.0 * (1.2 - 2.2) / 2.2 + 100.0 * 0.4 / 3.0) / 2, 1e-9);
+  EXPECT_NE(highlight_sentence(report).find("test accuracy +0.50 points"), std::string::npos)
+      << highlight_sentence(report);
+}
+
+TEST(ReportAggregate, NoHighlightNoComparison) {
+  Sweep sweep;
+  RunRecord r;
+  r.task = "t";
+  r.method = "sgd";
+  r.status = "done";
+  r.roles = {"final"};
+  r.test_acc = 0.5;
+  sweep.runs = {r};
+  const Report report = aggregate(sweep);
+  EXPECT_EQ(report.groups.size(), 1u);
+  EXPECT_TRUE(report.comparisons.empty());
+  EXPECT_FALSE(report.average.has_value());
+  EXPECT_EQ(highlight_sentence(report), "");
+}
+
+// ------------------------------------------------------------------------------------- broken inputs
+
+TEST_F(ReportFakeSweep, PerRunProblemsAreWarningsNamingTheFile) {
+  fs::remove(dir_ / "runs/fm5-50/nso/sigma=0.01/seed2/summary.json");
+  overwrite(dir_ / "runs/fm5-50/sgd/default/seed0/geometry.json", "{ truncated");
+  overwrite(dir_ / "runs/c10_5/nso/sigma=0.01/seed0/metrics.csv", "epoch,test_acc\n1,0.5\n2\n");
+  const Sweep sweep = load();
+  ASSERT_EQ(sweep.warnings.size(), 3u);
+  // In manifest order: fm5-50/sgd/seed0, fm5-50/nso/seed2, c10_5/nso/seed0.
+  EXPECT_NE(sweep.warnings[0].find("seed0/geometry.json: not valid JSON"), std::string::npos) << sweep.warnings[0];
+  EXPECT_NE(sweep.warnings[1].find("seed2/summary.json: not found"), std::string::npos) << sweep.warnings[1];
+  EXPECT_NE(sweep.warnings[2].find("seed0/metrics.csv:3: 1 cells"), std::string::npos) << sweep.warnings[2];
+  for (const std::string& w : sweep.warnings) EXPECT_EQ(w.find('\n'), std::string::npos);
+  const Report report = aggregate(sweep);
+  EXPECT_EQ(group(report, "fm5-50", "nso").failed, 1);  // done without a summary: counted as failed
+  EXPECT_EQ(group(report, "fm5-50", "nso").seeds, 2);
+  EXPECT_EQ(group(report, "fm5-50", "sgd").trace.n, 2);
+  EXPECT_NEAR(group(report, "fm5-50", "sgd").trace.mean, 23, kTol);
+}
+
+TEST_F(ReportFakeSweep, UnknownHighlightIsAWarning) {
+  nlohmann::json manifest = nlohmann::json::parse(read(dir_ / "manifest.json"));
+  manifest["report"]["highlight"] = "nsoo";
+  overwrite(dir_ / "manifest.json", manifest.dump());
+  const Sweep sweep = load();
+  ASSERT_EQ(sweep.warnings.size(), 1u);
+  EXPECT_NE(sweep.warnings[0].find("manifest.json: report.highlight 'nsoo' is not the method of any final run"),
+            std::string::npos)
+      << sweep.warnings[0];
+  EXPECT_TRUE(aggregate(sweep).comparisons.empty());
+}
+
+TEST_F(ReportFakeSweep, AnIncompleteSweepSaysSo) {
+  nlohmann::json manifest = nlohmann::json::parse(read(dir_ / "manifest.json"));
+  manifest["complete"] = false;
+  overwrite(dir_ / "manifest.json", manifest.dump());
+  const Sweep sweep = load();
+  EXPECT_FALSE(sweep.complete);
+  const Report report = aggregate(sweep);
+  const std::vector<Table> tables = result_tables(sweep, report);
+  EXPECT_NE(results_markdown(sweep, report, tables).find("The sweep is not complete"), std::string::npos);
+  EXPECT_NE(html_page(sweep, report, tables, {}, "", "plots").find("The sweep is not complete"), std::string::npos);
+  EXPECT_FALSE(nlohmann::json::parse(results_json(sweep, report)).at("complete").get<bool>());
+}
+
+TEST_F(ReportFakeSweep, RootProblemsAreOneLineErrorsNamingTheFile) {
+  const std::string missing = error_of([&] { load_sweep(dir_.str() + "/nonexistent"); });
+  EXPECT_NE(missing.find(dir_.str() + "/nonexistent: no such directory"), std::string::npos) << missing;
+
+  overwrite(dir_ / "selection.json", "{\"groups\": [{\"task\": 3}]}");
+  const std::string selection = error_of([&] { load(); });
+  EXPECT_NE(selection.find("selection.json: "), std::string::npos) << selection;
+
+  overwrite(dir_ / "manifest.json", "{\"format\": \"flatmin-sweep/2\", \"runs\": []}");
+  EXPECT_NE(error_of([&] { load(); }).find("manifest.json: format 'flatmin-sweep/2'"), std::string::npos);
+
+  overwrite(dir_ / "manifest.json", "{\"format\": \"flatmin-sweep/1\", \"runs\": [{\"id\": \"x\"}]}");
+  const std::string run = error_of([&] { load(); });
+  EXPECT_NE(run.find("manifest.json: runs[0]: "), std::string::npos) << run;
+
+  overwrite(dir_ / "manifest.json", "{\"format\": ");
+  const std::string corrupt = error_of([&] { load(); });
+  EXPECT_NE(corrupt.find("manifest.json: not valid JSON"), std::string::npos) << corrupt;
+  EXPECT_EQ(corrupt.find('\n'), std::string::npos);
+
+  fs::remove(dir_ / "manifest.json");
+  EXPECT_NE(error_of([&] { load(); }).find("manifest.json: not found"), std::string::npos);
+}
+
+TEST(ReportInput, MetricsCsvColumnsByNameWithNanAndQuotes) {
+  TempDir dir;
+  overwrite(dir / "metrics.csv",
+            "epoch,note,test_loss,test_acc,geo_lambda1\n1,\"a, \"\"quoted\"\" note\",0.5,nan,\n2,x,0.25,0.75,3.5\n");
+  const std::vector<EpochPoint> points = read_metrics_csv((dir / "metrics.csv").string());
+  ASSERT_EQ(points.size(), 2u);
+  EXPECT_EQ(points[0].test_loss, 0.5);
+  EXPECT_TRUE(std::isnan(points[0].test_acc));
+  EXPECT_TRUE(std::isnan(points[0].lambda1));  // empty cell
+  EXPECT_TRUE(std::isnan(points[0].trace));    // no such column
+  EXPECT_EQ(points[1].epoch, 2);
+  EXPECT_EQ(points[1].lambda1, 3.5);
+  overwrite(dir / "bad.csv", "epoch,test_acc\n1,high\n");
+  EXPECT_NE(error_of([&] { read_metrics_csv((dir / "bad.csv").string()); })
+                .find("bad.csv:2: 'high' in column 'test_acc' is not a number"),
+            std::string::npos);
+}
+
+// ------------------------------------------------------------------------------------------------ output
+
+TEST_F(ReportFakeSweep, CsvRoundTripsEveryNumberExactly) {
+  const Report report = aggregate(load());
+  std::istringstream csv(results_csv(report));
+  std::string line;
+  std::getline(csv, line);
+  std::vector<std::string> header;
+  for (std::stringstream h(line); std::getline(h, line, ',');) header.push_back(line);
+  auto column = [&](const std::string& name) {
+    return static_cast<size_t>(std::find(header.begin(), header.end(), name) - header.begin());
+  };
+  size_t row = 0;
+  while (std::getline(csv, line)) {
+    std::vector<std::string> cells;
+    for (std::stringstream c(line); std::getline(c, line, ',');) cells.push_back(line);
+    ASSERT_EQ(cells.size(), header.size());
+    const GroupSummary& g = report.groups[row++];
+    EXPECT_EQ(cells[column("task")], g.task);
+    EXPECT_EQ(cells[column("method")], g.method);
+    EXPECT_EQ(std::stod(cells[column("test_acc_mean")]), g.test_acc.mean);  // bit for bit
+    EXPECT_EQ(std::stod(cells[column("test_acc_std")]), g.test_acc.std);
+    EXPECT_EQ(std::stod(cells[column("seconds_mean")]), g.seconds.mean);
+    EXPECT_EQ(std::stoll(cells[column("failed")]), g.failed);
+    if (std::isnan(g.trace.std)) EXPECT_EQ(cells[column("trace_std")], "nan");
+    else EXPECT_EQ(std::stod(cells[column("trace_std")]), g.trace.std);
+  }
+  EXPECT_EQ(row, report.groups.size());
+}
+
+TEST_F(ReportFakeSweep, JsonRoundTripsNumbersAndKeepsEveryRun) {
+  const Sweep sweep = load();
+  const Report report = aggregate(sweep);
+  const nlohmann::json j = nlohmann::json::parse(results_json(sweep, report));
+  ASSERT_EQ(j.at("groups").size(), report.groups.size());
+  for (size_t i = 0; i < report.groups.size(); ++i) {
+    const nlohmann::json& g = j.at("groups")[i];
+    EXPECT_EQ(g.at("test_acc").at("mean").get<double>(), report.groups[i].test_acc.mean);
+    EXPECT_EQ(g.at("trace").at("n").get<int64_t>(), report.groups[i].trace.n);
+    if (std::isnan(report.groups[i].trace.std)) EXPECT_TRUE(g.at("trace").at("std").is_null());
+    else EXPECT_EQ(g.at("trace").at("std").get<double>(), report.groups[i].trace.std);
+  }
+  EXPECT_EQ(j.at("average").at("trace_vs_best_accuracy_percent").get<double>(), report.average->trace_vs_best_accuracy);
+  EXPECT_EQ(j.at("runs").size(), 21u);
+  EXPECT_EQ(j.at("runs")[0].at("test_acc").get<double>(), 0.78);
+  EXPECT_EQ(j.at("runs")[0].at("setting"), nlohmann::json::object());
+  EXPECT_EQ(j.at("selection").size(), 6u);
+}
+
+TEST_F(ReportFakeSweep, TablesShowMeanStdAndMarkTheHighlight) {
+  const Sweep sweep = load();
+  const Report report = aggregate(sweep);
+  const std::vector<Table> tables = result_tables(sweep, report);
+  ASSERT_EQ(tables.size(), 4u);  // 2 tasks, the comparison, the selection grid
+  const Table& fm = tables[0];
+  EXPECT_EQ(fm.task, "fm5-50");
+  auto cell = [&](const Table& t, size_t row, const std::string& column) {
+    return t.rows[row][std::find(t.header.begin(), t.header.end(), column) - t.header.begin()];
+  };
+  EXPECT_EQ(cell(fm, 0, "test acc (%)"), "79.00 ± 1.00");
+  EXPECT_EQ(cell(fm, 0, "grad evals"), "1000");  // no "± 0"
+  EXPECT_EQ(cell(fm, 1, "Hessian trace"), "25 (n=1)");
+  EXPECT_EQ(cell(fm, 1, "failed / diverged / pending"), "1 / 0 / 0");
+  EXPECT_EQ(cell(fm, 2, "Hessian trace"), "11 ± 1.4 (n=2)");
+  EXPECT_EQ(fm.emphasized, (std::vector<bool>{false, false, true}));
+  EXPECT_EQ(tables[2].kind, TableKind::kComparison);
+  EXPECT_EQ(tables[2].rows.back()[0], "average");
+  EXPECT_EQ(tables[3].kind, TableKind::kSelection);
+  EXPECT_EQ(tables[3].rows.size(), 10u);  // candidates: (1 + 2 + 2) per task
+  EXPECT_EQ(cell(tables[3], 3, "chosen"), "✓");  // nso sigma=0.01
+  EXPECT_EQ(cell(tables[3], 4, "chosen"), "");
+
+  const std::string md = results_markdown(sweep, report, tables);
+  EXPECT_NE(md.find("| **nso** | **sigma=0.01** | **3** | **82.00 ± 2.00** |"), std::string::npos) << md;
+  EXPECT_NE(md.find("## Relative change of nso"), std::string::npos);
+  const std::string text = text_summary(report, tables);
+  EXPECT_NE(text.find("* nso"), std::string::npos) << text;
+}
+
+TEST(ReportHtml, EscapesSpecialCharacters) {
+  EXPECT_EQ(html_escape("<a href=\"x\">Tom & 'Jerry'</a>"),
+            "&lt;a href=&quot;x&quot;&gt;Tom &amp; &#39;Jerry&#39;&lt;/a&gt;");
+  EXPECT_EQ(html_escape("λ1 ± 0.5"), "λ1 ± 0.5");
+}
+
+TEST(ReportHtml, InlineSvgDropsThePrologAndPrefixesIds) {
+  const std::string svg =
+      "<?xml version=\"1.0\"?>\n<!DOCTYPE svg>\n<svg viewBox=\"0 0 10 10\">\n<g id=\"gnuplot_canvas\">"
+      "<path id='gpPt5' uid='keep'/><use xlink:href='#gpPt5'/><rect filter='url(#textbox)' href=\"#x\"/></g></svg>\n";
+  const std::string out = inline_svg(svg, "f3-");
+  EXPECT_EQ(out.rfind("<svg", 0), 0u);
+  EXPECT_NE(out.find("id=\"f3-gnuplot_canvas\""), std::string::npos);
+  EXPECT_NE(out.find("id='f3-gpPt5'"), std::string::npos);
+  EXPECT_NE(out.find("uid='keep'"), std::string::npos);
+  EXPECT_NE(out.find("xlink:href='#f3-gpPt5'"), std::string::npos);
+  EXPECT_NE(out.find("url(#f3-textbox)"), std::string::npos);
+  EXPECT_NE(out.find("href=\"#f3-x\""), std::string::npos);
+  EXPECT_EQ(out.back(), '>');
+  EXPECT_THROW(inline_svg("<html/>", "x"), flatmin::Error);
+}
+
+TEST_F(ReportFakeSweep, PageEscapesTextFromFiles) {
+  const Sweep sweep = load();
+  const Report report = aggregate(sweep);
+  const std::string html = html_page(sweep, report, result_tables(sweep, report), {}, "", "plots");
+  EXPECT_NE(html.find("Fine-tuning on &lt;small&gt; targets &amp; &#39;quoted&#39; &quot;labels&quot;"),
+            std::string::npos);
+  EXPECT_EQ(html.find("<small>"), std::string::npos);
+  EXPECT_NE(html.find("data &lt;missing&gt; &amp; gone"), std::string::npos);  // the failed run's error
+  EXPECT_EQ(html.find("<script"), std::string::npos);
+  EXPECT_NE(html.find("<tr class=\"emphasized\"><td>nso</td>"), std::string::npos);
+}
+
+// ------------------------------------------------------------------------------------------------- plots
+
+TEST_F(ReportFakeSweep, PlotFilesWithoutGnuplot) {
+  const Report report = aggregate(load());
+  TempDir out;
+  std::vector<std::string> warnings;
+  const std::vector<Figure> figures =
+      write_plots(report, (out / "plots").string(), PlotOptions().gnuplot("/nonexistent/gnuplot"), warnings);
+  ASSERT_EQ(figures.size(), 14u);  // 7 per task: acc, loss, final acc, trace, λ1, trace and λ1 per epoch
+  ASSERT_EQ(warnings.size(), 1u);  // once, not per figure
+  EXPECT_NE(warnings[0].find("/nonexistent/gnuplot: not found"), std::string::npos) << warnings[0];
+  for (const Figure& f : figures) {
+    EXPECT_TRUE(fs::exists(out / ("plots/" + f.name + ".gp"))) << f.name;
+    EXPECT_TRUE(fs::exists(out / ("plots/" + f.name + ".dat"))) << f.name;
+    EXPECT_TRUE(f.images.empty());
+  }
+  EXPECT_EQ(figures[0].name, "fm5-50-test-acc");
+  const std::string gp = read(out / "plots/fm5-50-test-acc.gp");
+  EXPECT_NE(gp.find("plot 'fm5-50-test-acc.dat' index 0"), std::string::npos) << gp;
+  EXPECT_NE(gp.find("set output 'fm5-50-test-acc.svg'"), std::string::npos);
+  EXPECT_NE(gp.find("set output 'fm5-50-test-acc.png'"), std::string::npos);
+  EXPECT_NE(gp.find("title 'label-smoothing'"), std::string::npos);
+  // The final accuracies: one row per method, mean and std in percent.
+  std::istringstream dat(read(out / "plots/fm5-50-final-acc.dat"));
+  std::vector<std::string> rows;
+  for (std::string line; std::getline(dat, line);)
+    if (line[0] != '#') rows.push_back(line);
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_EQ(rows[2].rfind("2 \"nso\" 82 2 3 ", 0), 0u) << rows[2];
+  EXPECT_EQ(rows[1].rfind("1 \"label-smoothing\" 80.5 0.7071067812 2 ", 0), 0u) << rows[1];
+  // Formats gnuplot is not asked for are refused.
+  EXPECT_THROW(write_plots(report, (out / "p2").string(), PlotOptions().formats({"jpeg"}), warnings), flatmin::Error);
+}
+
+TEST_F(ReportFakeSweep, GnuplotFailuresAreWarningsNamingTheScript) {
+  const Report report = aggregate(load());
+  TempDir out;
+  std::vector<std::string> warnings;
+  // `false` stands in for a gnuplot that rejects every script.
+  const std::vector<Figure> figures =
+      write_plots(report, (out / "plots").string(), PlotOptions().gnuplot("false"), warnings);
+  ASSERT_EQ(warnings.size(), figures.size());
+  EXPECT_EQ(warnings[0], (out / "plots/fm5-50-test-acc.gp").string() + ": gnuplot failed: exit status 1");
+}
+
+TEST(ReportPlots, FileStems) {
+  EXPECT_EQ(file_stem("fm5-50"), "fm5-50");
+  EXPECT_EQ(file_stem("a/b c<d>"), "a_b_c_d_");
+  EXPECT_EQ(file_stem(".."), "_..");
+  EXPECT_EQ(file_stem(""), "_");
+}
