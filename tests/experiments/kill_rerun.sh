@@ -6,44 +6,53 @@ set -euo pipefail
 cli=$1 work=$2 experiment=$3
 rm -rf "$work"
 mkdir -p "$work"
-sweep() { "$cli" sweep "$experiment" --jobs 2 --progress lines --out "$@"; }
+# exec: in the background, $! is then flatmin's own pid (not a subshell's), so kill -9 reaches the sweep.
+sweep() { exec "$cli" sweep "$experiment" --jobs 2 --progress lines --out "$@"; }
 
-sweep "$work/full" >"$work/full.log" 2>&1 || { echo "uninterrupted sweep failed:"; tail -20 "$work/full.log"; exit 1; }
+(sweep "$work/full") >"$work/full.log" 2>&1 || { echo "uninterrupted sweep failed:"; tail -20 "$work/full.log"; exit 1; }
 
-# Kill once a fine-tuning run has written a step checkpoint (so that something is resumed mid-epoch), after
-# a further random delay; retry if the sweep finished first.
+# Kill while a fine-tuning run is between two of its checkpoints (so that the rerun resumes it mid-run),
+# after a further random delay; retry when that moment was missed.
+interrupted_runs() {  # runs with a step checkpoint and no summary: what a rerun resumes
+  find "$work/killed/runs" -type d -name checkpoints -not -path '*/pretrain/*' 2>/dev/null |
+    while IFS= read -r d; do [ -f "${d%/checkpoints}/summary.json" ] || echo "${d%/checkpoints}"; done
+}
 killed=0
 for try in 1 2 3 4 5; do
   rm -rf "$work/killed"
-  sweep "$work/killed" >"$work/killed.log" 2>&1 &
+  (sweep "$work/killed") >"$work/killed.log" 2>&1 &
   pid=$!
-  for _ in $(seq 600); do
-    if find "$work/killed/runs" -path '*/checkpoints/step-*' -not -path '*/pretrain/*' 2>/dev/null | grep -q .; then break; fi
+  for _ in $(seq 1200); do
+    [ -n "$(interrupted_runs)" ] && break
     kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
+    sleep 0.05
   done
-  sleep "$(awk -v s="$RANDOM" 'BEGIN { srand(s); printf "%.2f", rand() * 4 }')"
-  if kill -9 "$pid" 2>/dev/null; then
+  sleep "$(awk -v s="$RANDOM" 'BEGIN { srand(s); printf "%.2f", rand() * 0.5 }')"
+  kill -9 "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  flock "$work/killed/.lock" true  # the killed sweep's runs got SIGTERM: wait until they have checkpointed
+  if [ -n "$(interrupted_runs)" ]; then
     killed=1
-    wait "$pid" 2>/dev/null || true
     break
   fi
-  wait "$pid" 2>/dev/null || true
 done
-[ "$killed" = 1 ] || { echo "the sweep always finished before it could be killed"; exit 1; }
-echo "killed the sweep after: $(grep -c '^\[' "$work/killed.log" || true) finished units"
+[ "$killed" = 1 ] || { echo "5 tries never killed the sweep in the middle of a run"; exit 1; }
+echo "killed the sweep after $(grep -c '^\[' "$work/killed.log" || true) finished units; interrupted: $(interrupted_runs | tr '\n' ' ')"
 
 # The rerun waits for the killed sweep's runs (they checkpoint and exit), then completes the sweep.
-sweep "$work/killed" >"$work/rerun.log" 2>&1 || { echo "rerun failed:"; tail -20 "$work/rerun.log"; exit 1; }
-resumed=$(grep -l "resumed from" -r "$work/killed/runs" --include=train.log | wc -l)
-echo "runs resumed from a checkpoint: $resumed"
+(sweep "$work/killed") >"$work/rerun.log" 2>&1 || { echo "rerun failed:"; tail -20 "$work/rerun.log"; exit 1; }
+resumed=$( (grep -l "resumed from" -r "$work/killed/runs" --include=train.log || true) | wc -l)
+rerun_units=$(grep -c '^\[' "$work/rerun.log" || true)
+echo "the rerun finished $rerun_units units; runs resumed from a checkpoint: $resumed"
+[ "$resumed" -ge 1 ] || { echo "no run was resumed from a checkpoint"; exit 1; }
 
 status=0
 diff "$work/full/selection.json" "$work/killed/selection.json" || { echo "selections differ"; status=1; }
 # Timing columns (seconds, ms per step) differ between any two runs; everything else must not.
 untimed() { awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) keep[i] = ($i !~ /seconds|ms_per_step/) }
                      { line = ""; for (i = 1; i <= NF; i++) if (keep[i]) line = line $i ","; print line }' "$1"; }
-unplaced() { grep -Ev 'seconds|"started"|"checkpoint"|"dir"' "$1"; }
+# Paths, times and the graph cache's byte count (allocator detail) aside.
+unplaced() { grep -Ev 'seconds|"started"|"checkpoint"|"dir"|"bytes"' "$1"; }
 runs=0
 while IFS= read -r csv; do
   dir=${csv%/metrics.csv}
