@@ -10,7 +10,7 @@ flatmin=${FLATMIN:-$(dirname "$0")/../build/flatmin}
 mkdir -p "$dest"
 cp "$root/manifest.json" "$root/experiment.json" "$dest/"
 [ -f "$root/selection.json" ] && cp "$root/selection.json" "$dest/"
-(cd "$root" && find runs \( -name summary.json -o -name metrics.csv -o -name metrics.jsonl -o -name config.json \
+(cd "$root" && find runs \( -name summary.json -o -name metrics.csv -o -name config.json \
    -o -name geometry.json -o -name status.json \) -print0) |
   while IFS= read -r -d '' f; do
     mkdir -p "$dest/$(dirname "$f")"

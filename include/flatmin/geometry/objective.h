@@ -45,7 +45,9 @@ struct NamedParameter {
 std::vector<NamedParameter> trainable_parameters(const torch::nn::Module& module);
 
 struct ObjectiveOptions {
-  TORCH_ARG(int64_t, batch_size) = 1000;
+  /// Examples per forward/backward pass. 100, measured: a 1,000-example batch of the CNN made every
+  /// Hessian-vector product 6.5x slower (its activations exceed glibc's mmap ceiling; docs/PERFORMANCE.md).
+  TORCH_ARG(int64_t, batch_size) = 100;
   /// Per-batch mean loss of (logits, targets); cross-entropy when empty.
   TORCH_ARG(training::LossFn, loss) = nullptr;
   /// Put the model in eval mode while measuring (BatchNorm uses its running statistics, Dropout is off).

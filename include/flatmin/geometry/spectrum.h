@@ -166,7 +166,7 @@ struct ScalarOptions {
   TORCH_ARG(bool, grad_norm) = true;         ///< "grad_norm"
   /// Examples of the dataset measured: a fixed seeded subset (0 = all).
   TORCH_ARG(int64_t, max_examples) = 2000;
-  TORCH_ARG(int64_t, batch_size) = 1000;
+  TORCH_ARG(int64_t, batch_size) = 100;  ///< as ObjectiveOptions: measured (docs/PERFORMANCE.md)
   /// Hutchinson: relative standard error target and probe cap.
   TORCH_ARG(double, trace_rel_tol) = 0.05;
   TORCH_ARG(int64_t, max_probes) = 30;
