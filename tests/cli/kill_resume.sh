@@ -11,7 +11,7 @@ args=(--per-class 600 --val-size 500 --test-size 500 --epochs 3 --checkpoint-eve
       --progress lines --train-eval-size 500 ${KILL_RESUME_EXTRA:-})
 # Every column but the wall-clock ones.
 without_timings() {
-  awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "train_seconds" || $i == "ms_per_step") skip[i] = 1 }
+  awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) if ($i ~ /seconds$/ || $i == "ms_per_step") skip[i] = 1 }
            { row = ""; for (i = 1; i <= NF; i++) if (!(i in skip)) row = row $i ","; print row }' "$1"
 }
 for method in "$@"; do
