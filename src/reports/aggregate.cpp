@@ -111,6 +111,20 @@ void read_geometry(RunRecord& r, const fs::path& path) {
       if (e.contains("residuals") && !e.at("residuals").empty() && e.at("residuals")[0].is_number())
         r.lambda1_residual = e.at("residuals")[0].get<double>();
     }
+    // One table per noise law; files written before several laws were possible hold one ("perturbation_gap").
+    const json* tables = g.contains("perturbation_gaps") ? &g.at("perturbation_gaps") : nullptr;
+    const json single = g.contains("perturbation_gap") ? json::array({g.at("perturbation_gap")}) : json::array();
+    for (const json& t : tables ? *tables : single) {
+      GapTable table;
+      table.law = t.value("law", std::string{});
+      table.loss = number_or_nan(t, "loss");
+      table.trace = number_or_nan(t, "trace");
+      table.rss = number_or_nan(t, "rss");
+      for (const json& row : t.at("rows"))
+        table.rows.push_back({row.at("sigma").get<double>(), number_or_nan(row, "gap"), number_or_nan(row, "gap_std_error"),
+                              number_or_nan(row, "predicted"), number_or_nan(row, "relative_error")});
+      r.gaps.push_back(std::move(table));
+    }
   } catch (const std::exception& e) {
     throw Error(path.string() + ": " + e.what());
   }
@@ -137,16 +151,53 @@ std::vector<CurvePoint> mean_curve(const std::vector<const RunRecord*>& runs) {
     for (const EpochPoint& p : r->curve) by_epoch[p.epoch].push_back(&p);
   std::vector<CurvePoint> curve;
   for (const auto& [epoch, points] : by_epoch) {
-    std::vector<double> acc, loss, trace, lambda1;
+    std::vector<double> acc, loss, trace, lambda1, gap;
     for (const EpochPoint* p : points) {
       acc.push_back(p->test_acc);
       loss.push_back(p->test_loss);
       trace.push_back(p->trace);
       lambda1.push_back(p->lambda1);
+      gap.push_back(p->test_loss - p->train_loss);
     }
-    curve.push_back({epoch, mean_std(acc), mean_std(loss), mean_std(trace), mean_std(lambda1)});
+    curve.push_back({epoch, mean_std(acc), mean_std(loss), mean_std(trace), mean_std(lambda1), mean_std(gap)});
   }
   return curve;
+}
+
+// Per noise law and σ, over the runs that measured them (matched by law name and σ, in first-seen order).
+std::vector<GapSummary> mean_gaps(const std::vector<const RunRecord*>& runs) {
+  std::vector<GapSummary> out;
+  for (const RunRecord* r : runs) {
+    for (const GapTable& t : r->gaps) {
+      if (std::any_of(out.begin(), out.end(), [&](const GapSummary& s) { return s.law == t.law; })) continue;
+      GapSummary s;
+      s.law = t.law;
+      std::vector<const GapTable*> same;
+      for (const RunRecord* o : runs)
+        for (const GapTable& u : o->gaps)
+          if (u.law == t.law) same.push_back(&u);
+      auto over = [&](auto get) {
+        std::vector<double> v;
+        for (const GapTable* u : same) v.push_back(get(*u));
+        return mean_std(v);
+      };
+      s.loss = over([](const GapTable& u) { return u.loss; });
+      s.trace = over([](const GapTable& u) { return u.trace; });
+      s.rss = over([](const GapTable& u) { return u.rss; });
+      for (const GapPoint& p : t.rows) {
+        std::vector<double> gap, se, predicted, relative;
+        for (const GapTable* u : same)
+          for (const GapPoint& q : u->rows)
+            if (q.sigma == p.sigma) {
+              gap.push_back(q.gap), se.push_back(q.gap_std_error), predicted.push_back(q.predicted);
+              relative.push_back(q.relative_error);
+            }
+        s.rows.push_back({p.sigma, mean_std(gap), mean_std(se), mean_std(predicted), mean_std(relative)});
+      }
+      out.push_back(std::move(s));
+    }
+  }
+  return out;
 }
 
 }  // namespace
@@ -189,7 +240,7 @@ std::vector<EpochPoint> read_metrics_csv(const std::string& path) {
     const auto it = std::find(header.begin(), header.end(), name);
     return it == header.end() ? -1 : static_cast<int>(it - header.begin());
   };
-  const int epoch = column("epoch"), acc = column("test_acc"), loss = column("test_loss"),
+  const int epoch = column("epoch"), acc = column("test_acc"), loss = column("test_loss"), train_loss = column("train_loss"),
             trace = column("geo_hessian_trace"), lambda1 = column("geo_lambda1");
   check(epoch >= 0, path + ": no 'epoch' column in the header");
   std::vector<EpochPoint> points;
@@ -213,6 +264,7 @@ std::vector<EpochPoint> read_metrics_csv(const std::string& path) {
     p.epoch = static_cast<int64_t>(e);
     p.test_acc = number(acc);
     p.test_loss = number(loss);
+    p.train_loss = number(train_loss);
     p.trace = number(trace);
     p.lambda1 = number(lambda1);
     points.push_back(p);
@@ -366,6 +418,7 @@ Report aggregate(const Sweep& sweep) {
         g.gradient_evaluations = over_runs(done, [](const RunRecord& r) { return r.gradient_evaluations; });
         g.seconds = over_runs(done, [](const RunRecord& r) { return r.seconds; });
         g.curve = mean_curve(done);
+        g.gaps = mean_gaps(done);
         report.groups.push_back(std::move(g));
       }
     }

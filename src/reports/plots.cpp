@@ -145,6 +145,8 @@ class PlotWriter {
              [](const CurvePoint& p) { return p.test_acc; });
       curves(task, series, stem + "-test-loss", "test loss", "", 1,
              [](const CurvePoint& p) { return p.test_loss; });
+      curves(task, series, stem + "-loss-gap", "generalisation gap (test − train loss)", "", 1,
+             [](const CurvePoint& p) { return p.gap_loss; });
       per_method(task, series, stem + "-final-acc", "final test accuracy", "%", 100,
                  [](const GroupSummary& g) { return g.test_acc; });
       per_method(task, series, stem + "-trace", "Hessian trace", "", 1, [](const GroupSummary& g) { return g.trace; });
@@ -154,6 +156,8 @@ class PlotWriter {
              [](const CurvePoint& p) { return p.trace; });
       curves(task, series, stem + "-lambda1-epochs", "λ1 (top Hessian eigenvalue)", "", 1,
              [](const CurvePoint& p) { return p.lambda1; });
+      for (const Series& s : series)
+        if (!s.group->gaps.empty()) noise_stability(task, s, unique_stem(stem + "-" + file_stem(s.label) + "-gap"));
     }
     return figures_;
   }
@@ -241,6 +245,36 @@ class PlotWriter {
                              " using 1:3:(sd(4)):6:xtic(2) with yerrorbars lc rgb variable lw 2 pt 7 ps 1.5\n";
     emit(task, stem, dat.str(), script(stem, title, settings, plot, options_.formats()),
          title + ": mean over seeds, error bars ±1 standard deviation.");
+  }
+
+  // The noise-stability gap against σ, one colour per noise law, with its quadratic prediction σ²/2·Tr
+  // (one line: every law's table used the same trace); log-log, where both are straight lines of slope 2.
+  void noise_stability(const std::string& task, const Series& s, const std::string& stem) {
+    static const std::vector<std::string> law_colours{"#1f77b4", "#d62728", "#2ca02c", "#9467bd"};
+    std::ostringstream dat, plot;
+    dat << comment("noise-stability gap E[f(W+U)] − f(W) vs σ²/2·Tr, task " + task + ", " + s.label +
+                   ": means over seeds (std nan for one seed)")
+        << comment("one block per noise law (gnuplot: index i); columns: sigma gap_mean gap_std predicted_mean n");
+    int block = 0;
+    for (const GapSummary& g : s.group->gaps) {
+      dat << (block ? "\n\n" : "") << comment("index " + std::to_string(block) + ": " + g.law);
+      for (const GapRowSummary& r : g.rows)
+        dat << number(r.sigma) << ' ' << number(r.gap.mean) << ' ' << number(r.gap.std) << ' '
+            << number(r.predicted.mean) << ' ' << r.gap.n << '\n';
+      const std::string colour = law_colours[block % law_colours.size()];
+      plot << (block ? ", \\\n     " : "plot ") << (block ? "''" : gp_string(stem + ".dat")) << " index " << block
+           << " using 1:2:(sd(3)) with yerrorbars lc rgb '" << colour << "' pt 7 ps 0.8 lw 1.5 title "
+           << gp_string(g.law + " gap") << ", \\\n     '' index " << block << " using 1:2 with lines lc rgb '" << colour
+           << "' lw 1.5 notitle";
+      ++block;
+    }
+    plot << ", \\\n     '' index 0 using 1:4 with lines lc rgb '#333333' lw 2 dt 2 title 'σ²/2·Tr'\n";
+    const std::string title = task + ", " + s.label + ": noise stability";
+    const std::string settings = "set title " + gp_string(title + " (mean over seeds, ±1 std)") +
+                                 "\nset xlabel 'σ'\nset ylabel 'E[f(W+U)] − f(W)'\nset logscale xy\n"
+                                 "set grid xtics ytics lc rgb '#dddddd'\nset key top left\n";
+    emit(task, stem, dat.str(), script(stem, title, settings, plot.str(), options_.formats()),
+         title + ": the antithetic gap per noise law against σ²/2·Tr∇²f (dashed), log-log.");
   }
 
   void emit(const std::string& task, const std::string& stem, const std::string& dat, const std::string& gp,

@@ -116,6 +116,38 @@ Table task_table(const Report& report, const std::string& task, const std::strin
   return t;
 }
 
+// The NSO review version's Table 2 per task: the measured gap beside σ²/2·Tr, per method and noise law.
+Table noise_stability_table(const Report& report, const std::string& task) {
+  Table t;
+  t.kind = TableKind::kNoiseStability;
+  t.title = "Noise stability, task " + task;
+  t.task = task;
+  t.header = {"method", "noise", "σ", "gap E[f(W+U)] − f(W)", "gap SE", "σ²/2·Tr", "rel. error (%)", "RSS (%)",
+              "f(W)", "Tr"};
+  for (const GroupSummary* g : report.groups_of(task)) {
+    for (const GapSummary& law : g->gaps) {
+      for (size_t i = 0; i < law.rows.size(); ++i) {
+        const GapRowSummary& r = law.rows[i];
+        const bool first = i == 0;  // the table-wide numbers once per block
+        t.rows.push_back({first ? g->method : "", first ? law.law : "", format(r.sigma, "%g"),
+                          format_mean_std(r.gap, "%.4g", 1, g->seeds), format(r.gap_std_error.mean, "%.2g"),
+                          format_mean_std(r.predicted, "%.4g", 1, g->seeds),
+                          format_mean_std(r.relative_error, "%+.1f", 100, g->seeds),
+                          first ? format_mean_std(law.rss, "%.2f", 100, g->seeds) : "",
+                          first ? format_mean_std(law.loss, "%.4g", 1, g->seeds) : "",
+                          first ? format_mean_std(law.trace, "%.4g", 1, g->seeds) : ""});
+        t.emphasized.push_back(false);
+      }
+    }
+  }
+  t.notes = {"gap: the antithetic mean of (f(W+U) + f(W−U))/2 − f(W) over the draws (gap SE: its standard error, "
+             "mean over seeds); σ²/2·Tr: the second-order prediction from the Hutchinson trace Tr of the same model "
+             "on the same examples; rel. error = (σ²/2·Tr − gap)/gap.",
+             "RSS = Σ(gap − σ²/2·Tr)²/Σgap² over the block's σ (the review version's Table 2 statistic); each "
+             "column's mean ± std is over the seeds (one model each)."};
+  return t;
+}
+
 Table comparison_table(const Report& report) {
   Table t;
   t.kind = TableKind::kComparison;
@@ -184,6 +216,10 @@ std::string format_mean_std(const MeanStd& s, const char* spec, double scale, in
 std::vector<Table> result_tables(const Sweep& sweep, const Report& report) {
   std::vector<Table> tables;
   for (const std::string& task : report.tasks) tables.push_back(task_table(report, task, sweep.highlight));
+  for (const std::string& task : report.tasks) {
+    Table gaps = noise_stability_table(report, task);
+    if (!gaps.rows.empty()) tables.push_back(std::move(gaps));
+  }
   if (!report.comparisons.empty()) tables.push_back(comparison_table(report));
   if (!sweep.selection.empty()) tables.push_back(selection_table(sweep));
   return tables;
@@ -308,6 +344,15 @@ std::string results_json(const Sweep& sweep, const Report& report) {
   for (const GroupSummary& g : report.groups) {
     json runs = json::array();
     for (size_t i : g.runs) runs.push_back(sweep.runs[i].id);
+    json gaps = json::array();
+    for (const GapSummary& law : g.gaps) {
+      json rows = json::array();
+      for (const GapRowSummary& r : law.rows)
+        rows.push_back({{"sigma", r.sigma}, {"gap", stat_json(r.gap)}, {"gap_std_error", stat_json(r.gap_std_error)},
+                        {"predicted", stat_json(r.predicted)}, {"relative_error", stat_json(r.relative_error)}});
+      gaps.push_back({{"law", law.law}, {"loss", stat_json(law.loss)}, {"trace", stat_json(law.trace)},
+                      {"rss", stat_json(law.rss)}, {"rows", rows}});
+    }
     groups.push_back({{"task", g.task},
                       {"method", g.method},
                       {"setting_name", g.setting_name},
@@ -324,6 +369,7 @@ std::string results_json(const Sweep& sweep, const Report& report) {
                       {"lambda1", stat_json(g.lambda1)},
                       {"gradient_evaluations", stat_json(g.gradient_evaluations)},
                       {"seconds", stat_json(g.seconds)},
+                      {"noise_stability", gaps},
                       {"runs", runs}});
   }
   j["groups"] = groups;

@@ -24,4 +24,15 @@ done
 # Identical apart from timings, the start time and the measured heap bytes.
 strip() { grep -v -E '"(seconds|build_seconds|started|bytes)":' "$1"; }
 diff <(strip "$dir/a.json") <(strip "$dir/b.json") > "$dir/diff" || { cat "$dir/diff"; fail "two runs with the same seeds differ"; }
+# Several noise laws: one table each against the same trace; the first law's table is the one-law run's.
+gap=(geometry --checkpoint "$dir/run" --measures gap --examples 100 --max-probes 10 --gap-draws 4 --sigmas 0.01,0.02
+     --progress quiet)
+"$cli" "${gap[@]}" --noise gaussian,laplace --out "$dir/laws.json" || fail "geometry --noise gaussian,laplace"
+"$cli" "${gap[@]}" --out "$dir/gaussian.json" || fail "geometry --noise gaussian"
+grep -q '"perturbation_gaps": \[' "$dir/laws.json" || fail "no perturbation_gaps"
+[ "$(grep -c '"law": "laplace"' "$dir/laws.json")" = 1 ] || fail "no laplace table"
+[ "$(grep -c '"law": "gaussian"' "$dir/laws.json")" = 2 ] || fail "the gaussian table is not first"
+gaps() { grep -E '^ +"gap": ' "$1" | head -n "$2"; }
+diff <(gaps "$dir/laws.json" 2) <(gaps "$dir/gaussian.json" 2) > /dev/null || fail "the gaussian gaps changed with a second law"
+[ "$(gaps "$dir/laws.json" 99 | wc -l)" = 6 ] || fail "expected 2 rows in each of 3 tables (perturbation_gap + 2 laws)"
 echo "ok"

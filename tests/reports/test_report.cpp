@@ -1,6 +1,7 @@
 // flatmin report's library: statistics, reading a sweep root, grouping, the highlight's relative changes,
 // the table/CSV/JSON writers, the gnuplot files and the HTML page, on a hand-built sweep (fake_sweep.h)
 // whose every expected number is worked out by hand below.
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -205,6 +206,71 @@ TEST_F(ReportFakeSweep, CurvesAreMeansPerEpoch) {
   EXPECT_EQ(sgd.curve[0].trace.n, 0);                   // not measured at epoch 1
   EXPECT_NEAR(sgd.curve[1].trace.mean, 24, kTol);       // (20 + 22 + 24)/3 + 2
   EXPECT_EQ(group(report, "fm5-50", "label-smoothing").curve[2].trace.n, 0);  // no geo_* columns
+  EXPECT_NEAR(sgd.curve[1].gap_loss.mean, 0.3, kTol);   // test − train loss per epoch
+  EXPECT_EQ(sgd.curve[1].gap_loss.n, 3);
+}
+
+// geometry.json with the gap measured under two laws (seed 0) and, in the older one-law form, one (seed 1).
+void write_gap_tables(const fs::path& root) {
+  using nlohmann::json;
+  auto table = [](const std::string& law, double trace, double gap1, double gap2) {
+    return json{{"law", law},
+                {"loss", 0.05},
+                {"trace", trace},
+                {"rss", 0.01},
+                {"rows",
+                 {{{"sigma", 0.01}, {"gap", gap1}, {"gap_std_error", 1e-5}, {"predicted", 5e-5 * trace}, {"relative_error", 0.1}},
+                  {{"sigma", 0.02}, {"gap", gap2}, {"gap_std_error", 2e-5}, {"predicted", 2e-4 * trace}, {"relative_error", -0.1}}}}};
+  };
+  const json seed0 = {{"trace", {{"estimate", 10}, {"std_error", 0.1}}},
+                      {"perturbation_gap", table("gaussian", 10, 4e-4, 2e-3)},
+                      {"perturbation_gaps", {table("gaussian", 10, 4e-4, 2e-3), table("laplace", 10, 6e-4, 3e-3)}}};
+  const json seed1 = {{"trace", {{"estimate", 12}, {"std_error", 0.1}}}, {"perturbation_gap", table("gaussian", 12, 6e-4, 3e-3)}};
+  overwrite(root / "runs/fm5-50/nso/sigma=0.01/seed0/geometry.json", seed0.dump());
+  overwrite(root / "runs/fm5-50/nso/sigma=0.01/seed1/geometry.json", seed1.dump());
+}
+
+TEST_F(ReportFakeSweep, NoiseStabilityTablesPerLawOverSeeds) {
+  write_gap_tables(fs::path(dir_.str()));
+  const Sweep sweep = load();
+  ASSERT_EQ(sweep.runs[6].gaps.size(), 2u);  // fm5-50/nso seed 0
+  const Report report = aggregate(sweep);
+  const GroupSummary& nso = group(report, "fm5-50", "nso");
+  ASSERT_EQ(nso.gaps.size(), 2u);
+  EXPECT_EQ(nso.gaps[0].law, "gaussian");
+  EXPECT_EQ(nso.gaps[0].trace.n, 2);
+  EXPECT_NEAR(nso.gaps[0].trace.mean, 11, kTol);
+  ASSERT_EQ(nso.gaps[0].rows.size(), 2u);
+  EXPECT_NEAR(nso.gaps[0].rows[1].sigma, 0.02, 1e-15);
+  EXPECT_NEAR(nso.gaps[0].rows[1].gap.mean, 2.5e-3, 1e-12);     // over both seeds
+  EXPECT_NEAR(nso.gaps[0].rows[1].predicted.mean, 2.2e-3, 1e-12);
+  EXPECT_EQ(nso.gaps[1].law, "laplace");
+  EXPECT_EQ(nso.gaps[1].rows[0].gap.n, 1);  // seed 1 measured one law
+  EXPECT_TRUE(group(report, "fm5-50", "sgd").gaps.empty());
+  // One table for the task with the gaps, rows method × law × σ; none for the other task.
+  const std::vector<Table> tables = result_tables(sweep, report);
+  int gap_tables = 0;
+  for (const Table& t : tables) {
+    if (t.kind != TableKind::kNoiseStability) continue;
+    ++gap_tables;
+    EXPECT_EQ(t.task, "fm5-50");
+    ASSERT_EQ(t.rows.size(), 4u);
+    EXPECT_EQ(t.rows[0][0], "nso");
+    EXPECT_EQ(t.rows[2][1], "laplace");
+    EXPECT_EQ(t.rows[1][3], "0.0025 ± 0.00071 (n=2)");  // 2 of the 3 seeds measured
+  }
+  EXPECT_EQ(gap_tables, 1);
+  const nlohmann::json j = nlohmann::json::parse(results_json(sweep, report));
+  EXPECT_EQ(j["groups"][2]["noise_stability"][0]["rows"][1]["gap"]["n"], 2);
+  // Its figure: one block per law, the prediction drawn from the first.
+  TempDir out;
+  std::vector<std::string> warnings;
+  const std::vector<Figure> figures =
+      write_plots(report, (out / "plots").string(), PlotOptions().gnuplot("/nonexistent/gnuplot"), warnings);
+  EXPECT_TRUE(std::any_of(figures.begin(), figures.end(), [](const Figure& f) { return f.name == "fm5-50-nso-gap"; }));
+  const std::string gp = read(out / "plots/fm5-50-nso-gap.gp");
+  EXPECT_NE(gp.find("index 1 using 1:2:(sd(3)) with yerrorbars"), std::string::npos) << gp;
+  EXPECT_NE(gp.find("set logscale xy"), std::string::npos);
 }
 
 TEST_F(ReportFakeSweep, HighlightComparedWithTheBestAndTheFlattestOtherMethod) {
@@ -464,7 +530,7 @@ TEST_F(ReportFakeSweep, PlotFilesWithoutGnuplot) {
   std::vector<std::string> warnings;
   const std::vector<Figure> figures =
       write_plots(report, (out / "plots").string(), PlotOptions().gnuplot("/nonexistent/gnuplot"), warnings);
-  ASSERT_EQ(figures.size(), 14u);  // 7 per task: acc, loss, final acc, trace, λ1, trace and λ1 per epoch
+  ASSERT_EQ(figures.size(), 16u);  // 8 per task: acc, loss, loss gap, final acc, trace, λ1, trace and λ1 per epoch
   ASSERT_EQ(warnings.size(), 1u);  // once, not per figure
   EXPECT_NE(warnings[0].find("/nonexistent/gnuplot: not found"), std::string::npos) << warnings[0];
   for (const Figure& f : figures) {

@@ -37,8 +37,27 @@ struct EpochPoint {
   int64_t epoch = 0;
   double test_acc = std::numeric_limits<double>::quiet_NaN();
   double test_loss = std::numeric_limits<double>::quiet_NaN();
+  double train_loss = std::numeric_limits<double>::quiet_NaN();  ///< on the scored training examples
   double trace = std::numeric_limits<double>::quiet_NaN();    ///< geo_hessian_trace
   double lambda1 = std::numeric_limits<double>::quiet_NaN();  ///< geo_lambda1
+};
+
+/// One σ of a perturbation-gap table (geometry.json "perturbation_gaps", `flatmin geometry --measures gap`).
+struct GapPoint {
+  double sigma = 0;
+  double gap = std::numeric_limits<double>::quiet_NaN();            ///< E[f(W+U)] − f(W), mean over draws
+  double gap_std_error = std::numeric_limits<double>::quiet_NaN();  ///< of that mean
+  double predicted = std::numeric_limits<double>::quiet_NaN();      ///< σ²/2·Tr∇²f(W)
+  double relative_error = std::numeric_limits<double>::quiet_NaN(); ///< (predicted − gap)/gap
+};
+
+/// One noise law's gap table of one model.
+struct GapTable {
+  std::string law;
+  double loss = std::numeric_limits<double>::quiet_NaN();   ///< f(W) on the measured sample
+  double trace = std::numeric_limits<double>::quiet_NaN();  ///< the Tr∇²f the prediction used
+  double rss = std::numeric_limits<double>::quiet_NaN();    ///< Σ(gap − predicted)²/Σgap² over the rows
+  std::vector<GapPoint> rows;
 };
 
 /// One run of the manifest with what its directory holds. Numbers are NaN where the file or key is absent.
@@ -62,6 +81,7 @@ struct RunRecord {
   double trace_std_error = std::numeric_limits<double>::quiet_NaN();  ///< trace.std_error
   double lambda1 = std::numeric_limits<double>::quiet_NaN();          ///< eigenvalues.values[0]
   double lambda1_residual = std::numeric_limits<double>::quiet_NaN();
+  std::vector<GapTable> gaps;     ///< geometry.json's perturbation-gap tables, one per noise law
   std::vector<EpochPoint> curve;  ///< metrics.csv, one point per epoch
 
   bool has_role(const std::string& role) const;
@@ -111,6 +131,20 @@ std::vector<EpochPoint> read_metrics_csv(const std::string& path);
 struct CurvePoint {
   int64_t epoch = 0;
   MeanStd test_acc, test_loss, trace, lambda1;
+  MeanStd gap_loss;  ///< test loss − train loss (the generalisation gap)
+};
+
+/// One σ of a gap table over the seeds of a group.
+struct GapRowSummary {
+  double sigma = 0;
+  MeanStd gap, gap_std_error, predicted, relative_error;
+};
+
+/// One noise law's gap table over the seeds of a group (rows matched by σ).
+struct GapSummary {
+  std::string law;
+  MeanStd loss, trace, rss;
+  std::vector<GapRowSummary> rows;
 };
 
 /// The runs of one (task, method, setting) with role "final": statistics over those that are done.
@@ -128,6 +162,7 @@ struct GroupSummary {
   int64_t pending = 0;  ///< not finished: pending, running or interrupted (may still run or resume)
   std::vector<size_t> runs;  ///< indices into Sweep::runs, done or not
   std::vector<CurvePoint> curve;  ///< per epoch, over the done runs
+  std::vector<GapSummary> gaps;   ///< per noise law measured, in the runs' order
 };
 
 /// Per task, the highlighted method against the others (NaN where a side has no value):

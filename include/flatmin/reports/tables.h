@@ -9,7 +9,7 @@
 
 namespace flatmin::reports {
 
-enum class TableKind { kTask, kComparison, kSelection };
+enum class TableKind { kTask, kNoiseStability, kComparison, kSelection };
 
 /// A table of display strings (numbers already formatted, units in the header).
 struct Table {
@@ -22,7 +22,8 @@ struct Table {
   std::vector<std::string> notes;  ///< lines under the table: what the columns mean
 };
 
-/// One table per task (rows = the final groups, in manifest order), then the highlighted method's relative
+/// One table per task (rows = the final groups, in manifest order), a noise-stability table per task whose
+/// runs measured the perturbation gap (rows = method × noise law × σ), then the highlighted method's relative
 /// changes (when the manifest names one), then the selection grid (when the sweep selected).
 std::vector<Table> result_tables(const Sweep& sweep, const Report& report);
 
