@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", flatmin::version_string());
   const flatmin::cli::Action train = flatmin::cli::add_train_command(app);
   const flatmin::cli::Action geometry = flatmin::cli::add_geometry_command(app);
+  const flatmin::cli::Action sensing = flatmin::cli::add_sensing_command(app);
   const flatmin::cli::Action sweep = flatmin::cli::add_sweep_command(app);
   const flatmin::cli::Action report = flatmin::cli::add_report_command(app);
   if (argc < 2) {
@@ -48,6 +49,7 @@ int main(int argc, char** argv) {
   try {
     if (app.got_subcommand("train")) return train();
     if (app.got_subcommand("geometry")) return geometry();
+    if (app.got_subcommand("sensing")) return sensing();
     if (app.got_subcommand("sweep")) return sweep();
     if (app.got_subcommand("report")) return report();
     return 2;

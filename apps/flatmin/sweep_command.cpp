@@ -76,11 +76,12 @@ nlohmann::json last_metrics_row(const fs::path& dir) {
   return nlohmann::json::parse(last, nullptr, false);
 }
 
-// A run's state, as its directory shows it.
-RunRecord record_on_disk(const fs::path& dir, bool measure) {
+// A run's state, as its directory shows it (`needs_model`: a train run is done with its model.ckpt; a
+// sensing run has no checkpoint).
+RunRecord record_on_disk(const fs::path& dir, bool measure, bool needs_model = true) {
   RunRecord r;
   std::error_code ec;
-  if (fs::exists(dir / "summary.json", ec) && fs::exists(dir / "model.ckpt", ec)) {
+  if (fs::exists(dir / "summary.json", ec) && (!needs_model || fs::exists(dir / "model.ckpt", ec))) {
     r.status = RunStatus::kDone;
     const nlohmann::json summary = read_json(dir / "summary.json");
     if (summary.is_object()) r.seconds = summary.value("total_seconds", 0.0);
@@ -120,7 +121,9 @@ std::string minutes(double seconds) {
 void validate_arguments(const std::string& command, const std::vector<std::string>& args, const std::string& what) {
   CLI::App app{"flatmin"};
   // The action owns the variables the options write into: keep it alive while parsing.
-  const Action action = command == "train" ? add_train_command(app) : add_geometry_command(app);
+  const Action action = command == "train"     ? add_train_command(app)
+                        : command == "sensing" ? add_sensing_command(app)
+                                               : add_geometry_command(app);
   std::vector<const char*> argv{"flatmin", command.c_str()};
   for (const auto& a : args) argv.push_back(a.c_str());
   try {
@@ -150,7 +153,7 @@ class Sweep {
     std::set<std::vector<std::string>> seen;
     for (const auto& run : plan.runs) {
       std::vector<std::string> args = run.train_arguments(root_);
-      if (seen.insert(args).second) validate_arguments("train", args, e_.file + ": run " + run.id);
+      if (seen.insert(args).second) validate_arguments(e_.command, args, e_.file + ": run " + run.id);
     }
     if (e_.measure) validate_arguments("geometry", measure_arguments("x"), e_.file + ": [measure]");
   }
@@ -164,7 +167,7 @@ class Sweep {
       for (const auto& r : run.roles) roles += (roles.empty() ? "" : ",") + r;
       std::string args;
       for (const auto& arg : run.train_arguments(root_)) args += " " + arg;
-      std::cout << run.id << "  [" << roles << "]  flatmin train" << args << "\n";
+      std::cout << run.id << "  [" << roles << "]  flatmin " << e_.command << args << "\n";
     }
     std::cout << plan.runs.size() << " runs planned now";
     if (!plan.complete)
@@ -247,9 +250,11 @@ class Sweep {
     }
   }
 
+  bool needs_model() const { return e_.command == "train"; }
+
   RunRecord record(const PlannedRun& run) {
     auto found = records_.find(run.dir);
-    if (found == records_.end()) found = records_.emplace(run.dir, record_on_disk(dir_of(run), run.measure)).first;
+    if (found == records_.end()) found = records_.emplace(run.dir, record_on_disk(dir_of(run), run.measure, needs_model())).first;
     // A grid run that became a reported one after the selection: its measurement may already be on disk.
     RunRecord& r = found->second;
     if (run.measure && r.measure_status.empty() && r.status == RunStatus::kDone)
@@ -298,7 +303,7 @@ class Sweep {
         if (!run.init_dir.empty() && record_by_dir(run.init_dir).status != RunStatus::kDone) continue;
         fs::create_directories(dir, ec);
         check(!ec, dir.string() + ": cannot create the run directory: " + ec.message());
-        std::vector<std::string> args{"train"};
+        std::vector<std::string> args{e_.command};
         if (r.status == RunStatus::kInterrupted) {
           for (const std::string& arg : {"--resume=" + dir.string(),
                                          "--threads=" + std::to_string(run_threads(dir, threads_))})
@@ -308,7 +313,7 @@ class Sweep {
           args.push_back("--threads=" + std::to_string(threads_));
         }
         args.push_back("--progress=lines");
-        if (!a_.data_dir.empty()) args.push_back("--data-dir=" + a_.data_dir);
+        if (!a_.data_dir.empty() && e_.command == "train") args.push_back("--data-dir=" + a_.data_dir);
         launch("train", run, args, (dir / "train.log").string());
       } else if (r.status == RunStatus::kDone && run.measure && r.measure_status.empty()) {
         std::vector<std::string> args{"geometry"};
@@ -320,7 +325,7 @@ class Sweep {
 
   RunRecord record_by_dir(const std::string& dir) {
     const auto found = records_.find(dir);
-    return found != records_.end() ? found->second : record_on_disk(fs::path(root_) / dir, false);
+    return found != records_.end() ? found->second : record_on_disk(fs::path(root_) / dir, false, needs_model());
   }
 
   void launch(const char* kind, const PlannedRun& run, const std::vector<std::string>& args, const std::string& log) {
@@ -341,12 +346,15 @@ class Sweep {
     const std::string log = (dir / (train ? "train.log" : "geometry.log")).string();
     std::string outcome;
     if (train) {
-      RunRecord r = record_on_disk(dir, unit.run.measure);
+      RunRecord r = record_on_disk(dir, unit.run.measure, needs_model());
       if (exit.exit_code == 0 && r.status == RunStatus::kDone) {
         outcome = "done";
         train_seconds_.push_back(seconds);
         const nlohmann::json summary = read_json(dir / "summary.json");
-        if (summary.is_object())
+        if (summary.is_object() && e_.command == "sensing")
+          outcome += "  train loss " + format_number(summary.value("final_train_loss", 0.0), "%.4g") + "  test loss " +
+                     format_number(summary.value("final_test_loss", 0.0), "%.4g");
+        else if (summary.is_object())
           outcome += "  val " + percent(summary.value("final_val_acc", 0.0)) + "  test " +
                      percent(summary.value("final_test_acc", 0.0));
       } else if (g_sweep_stop || exit.exit_code == 130) {

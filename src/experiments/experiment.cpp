@@ -121,18 +121,25 @@ std::vector<OptionSet*> all_sets(Experiment& e) {
 
 Experiment from_json(const json& j, const std::string& file, bool quick) {
   if (!j.is_object()) throw Error(file + ": an experiment is a table");
-  static const std::set<std::string> known{"name",  "description", "seeds",   "train",  "pretrain", "tasks",
-                                           "methods", "select",    "measure", "report", "quick"};
+  static const std::set<std::string> known{"name",    "description", "command", "seeds",  "train", "pretrain",
+                                           "tasks",   "methods",     "select",  "measure", "report", "quick"};
   for (const auto& [key, value] : j.items())
     if (!known.count(key))
       throw Error(file + ": unknown key '" + key +
-                  "' (known: name, description, seeds, train, pretrain, tasks, methods, select, measure, report, quick)");
+                  "' (known: name, description, command, seeds, train, pretrain, tasks, methods, select, measure, report, quick)");
   Experiment e;
   e.file = file;
   e.name = string_at(j, "name", file + ": ");
   if (e.name.empty()) throw Error(file + ": name = \"...\" is required (it names the sweep's directory)");
   if (e.name.find('/') != std::string::npos) throw Error(file + ": name: no '/' in a name");
   e.description = string_at(j, "description", file + ": ");
+  if (j.contains("command")) {
+    e.command = string_at(j, "command", file + ": ");
+    if (e.command != "train" && e.command != "sensing")
+      throw Error(file + ": command: '" + e.command + "' is not train or sensing");
+    if (e.command == "sensing" && (j.contains("pretrain") || j.contains("measure")))
+      throw Error(file + ": command = \"sensing\" has no [pretrain] or [measure] (its runs measure their exact trace)");
+  }
   if (j.contains("seeds")) e.seeds = seed_list(j.at("seeds"), file + ": seeds");
   if (j.contains("train")) e.train = option_set(j.at("train"), "", file + ": train", /*axes_allowed=*/true);
   if (j.contains("pretrain")) {
@@ -229,6 +236,7 @@ std::string Experiment::to_json(int indent) const {
   json j;
   j["name"] = name;
   j["description"] = description;
+  if (command != "train") j["command"] = command;  // absent for train: older sweeps' experiment.json still match
   j["seeds"] = seeds;
   j["train"] = set_json(train);
   if (pretrain) {

@@ -92,6 +92,8 @@ void read_summary(RunRecord& r, const fs::path& path) {
     r.train_loss = number_or_nan(s, "final_train_loss");
     r.gradient_evaluations = number_or_nan(s, "gradient_evaluations");
     r.seconds = number_or_nan(s, "total_seconds");
+    if (s.contains("extra") && s.at("extra").is_object())
+      for (const auto& [name, value] : s.at("extra").items()) r.extra.emplace_back(name, number_or_nan(s.at("extra"), name.c_str()));
   } catch (const Error& e) {
     throw Error(path.string() + ": " + e.what());
   }
@@ -151,17 +153,28 @@ std::vector<CurvePoint> mean_curve(const std::vector<const RunRecord*>& runs) {
     for (const EpochPoint& p : r->curve) by_epoch[p.epoch].push_back(&p);
   std::vector<CurvePoint> curve;
   for (const auto& [epoch, points] : by_epoch) {
-    std::vector<double> acc, loss, trace, lambda1, gap;
+    std::vector<double> acc, loss, trace, lambda1, gap, train;
+    std::map<std::string, std::vector<double>> extra;
     for (const EpochPoint* p : points) {
       acc.push_back(p->test_acc);
       loss.push_back(p->test_loss);
       trace.push_back(p->trace);
       lambda1.push_back(p->lambda1);
       gap.push_back(p->test_loss - p->train_loss);
+      train.push_back(p->train_loss);
+      for (const auto& [name, value] : p->extra) extra[name].push_back(value);
     }
-    curve.push_back({epoch, mean_std(acc), mean_std(loss), mean_std(trace), mean_std(lambda1), mean_std(gap)});
+    CurvePoint c{epoch, mean_std(acc), mean_std(loss), mean_std(trace), mean_std(lambda1), mean_std(gap), mean_std(train), {}};
+    for (const auto& [name, values] : extra) c.extra[name] = mean_std(values);
+    curve.push_back(std::move(c));
   }
   return curve;
+}
+
+std::vector<std::string> extra_names(const RunRecord& r) {
+  std::vector<std::string> names;
+  for (const auto& [name, value] : r.extra) names.push_back(name);
+  return names;
 }
 
 // Per noise law and σ, over the runs that measured them (matched by law name and σ, in first-seen order).
@@ -230,7 +243,7 @@ bool RunRecord::has_role(const std::string& role) const {
   return std::find(roles.begin(), roles.end(), role) != roles.end();
 }
 
-std::vector<EpochPoint> read_metrics_csv(const std::string& path) {
+std::vector<EpochPoint> read_metrics_csv(const std::string& path, const std::vector<std::string>& extra) {
   std::ifstream in(path);
   check(in.good(), path + ": cannot open");
   std::string line;
@@ -267,6 +280,8 @@ std::vector<EpochPoint> read_metrics_csv(const std::string& path) {
     p.train_loss = number(train_loss);
     p.trace = number(trace);
     p.lambda1 = number(lambda1);
+    for (const std::string& name : extra)
+      if (column(name) >= 0) p.extra[name] = number(column(name));
     points.push_back(p);
   }
   return points;
@@ -329,7 +344,7 @@ Sweep load_sweep(const std::string& root) {
       continue;
     }
     try {
-      if (fs::exists(dir / "metrics.csv")) r.curve = read_metrics_csv((dir / "metrics.csv").string());
+      if (fs::exists(dir / "metrics.csv")) r.curve = read_metrics_csv((dir / "metrics.csv").string(), extra_names(r));
       else sweep.warnings.push_back((dir / "metrics.csv").string() + ": not found; no curves for run " + r.id);
     } catch (const Error& e) {
       sweep.warnings.push_back(std::string(e.what()) + "; no curves for run " + r.id);
@@ -419,6 +434,14 @@ Report aggregate(const Sweep& sweep) {
         g.seconds = over_runs(done, [](const RunRecord& r) { return r.seconds; });
         g.curve = mean_curve(done);
         g.gaps = mean_gaps(done);
+        for (const RunRecord* r : done)
+          for (const auto& [name, value] : r->extra)
+            if (std::none_of(g.extra.begin(), g.extra.end(), [&](const auto& e) { return e.first == name; }))
+              g.extra.emplace_back(name, over_runs(done, [&, n = name](const RunRecord& o) {
+                                     for (const auto& [k, v] : o.extra)
+                                       if (k == n) return v;
+                                     return kNaN;
+                                   }));
         report.groups.push_back(std::move(g));
       }
     }

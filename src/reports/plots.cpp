@@ -8,6 +8,7 @@
 #include <cctype>
 #include <cerrno>
 #include <cmath>
+#include <limits>
 #include <cstdio>
 #include <filesystem>
 #include <functional>
@@ -145,8 +146,20 @@ class PlotWriter {
              [](const CurvePoint& p) { return p.test_acc; });
       curves(task, series, stem + "-test-loss", "test loss", "", 1,
              [](const CurvePoint& p) { return p.test_loss; });
+      curves(task, series, stem + "-train-loss", "training loss", "", 1,
+             [](const CurvePoint& p) { return p.train_loss; });
       curves(task, series, stem + "-loss-gap", "generalisation gap (test − train loss)", "", 1,
              [](const CurvePoint& p) { return p.gap_loss; });
+      // The runs' extra quantities (matrix sensing's recovery error, ...), where metrics.csv has them.
+      std::vector<std::string> extra;
+      for (const Series& s : series)
+        for (const auto& [name, stat] : s.group->extra)
+          if (std::find(extra.begin(), extra.end(), name) == extra.end()) extra.push_back(name);
+      for (const std::string& name : extra)
+        curves(task, series, unique_stem(stem + "-" + file_stem(name)), name, "", 1, [name](const CurvePoint& p) {
+          const auto it = p.extra.find(name);
+          return it == p.extra.end() ? MeanStd{} : it->second;
+        });
       per_method(task, series, stem + "-final-acc", "final test accuracy", "%", 100,
                  [](const GroupSummary& g) { return g.test_acc; });
       per_method(task, series, stem + "-trace", "Hessian trace", "", 1, [](const GroupSummary& g) { return g.trace; });
@@ -191,6 +204,14 @@ class PlotWriter {
         << comment("one block per method (gnuplot: index i); columns: epoch mean std n");
     int block = 0;
     int64_t last_epoch = 0;
+    // Quantities over several orders of magnitude (matrix sensing's losses) get a logarithmic axis.
+    double lowest = std::numeric_limits<double>::infinity(), highest = 0;
+    for (const Series& s : series)
+      for (const CurvePoint& p : s.group->curve) {
+        const double m = get(p).mean * scale;
+        if (std::isfinite(m)) lowest = std::min(lowest, m), highest = std::max(highest, m);
+      }
+    const bool log_y = lowest > 0 && highest > 1e3 * lowest;
     for (const Series& s : series) {
       std::ostringstream rows;
       for (const CurvePoint& p : s.group->curve) {
@@ -203,7 +224,8 @@ class PlotWriter {
       dat << (block ? "\n\n" : "") << comment("index " + std::to_string(block) + ": " + s.label) << rows.str();
       const std::string source = block == 0 ? gp_string(stem + ".dat") : "''";
       plot << (block ? ", \\\n     " : "plot ") << source << " index " << block
-           << " using 1:($2-sd(3)):($2+sd(3)) with filledcurves lc rgb '" << s.colour << "' notitle, \\\n     '' index "
+           << (log_y ? " using 1:($2-sd(3) > 0 ? $2-sd(3) : $2/10):($2+sd(3))" : " using 1:($2-sd(3)):($2+sd(3))")
+           << " with filledcurves lc rgb '" << s.colour << "' notitle, \\\n     '' index "
            << block << " using 1:2 with linespoints lw 2 pt 7 ps 0.6 lc rgb '" << s.colour << "' title "
            << gp_string(s.label);
       ++block;
@@ -214,6 +236,7 @@ class PlotWriter {
     const std::string settings = "set title " + gp_string(title + ", mean ± 1 std over seeds") +
                                  "\nset xlabel 'epoch'\nset ylabel " + gp_string(ylabel) +
                                  (last_epoch <= 20 ? "\nset xtics 1" : "") +  // whole epochs, while legible
+                                 (log_y ? "\nset logscale y" : "") +
                                  "\nset grid xtics ytics lc rgb '#dddddd'\nset key below horizontal" +
                                  "\nset style fill transparent solid 0.18 noborder\n";
     emit(task, stem, dat.str(), script(stem, title, settings, plot.str(), options_.formats()),

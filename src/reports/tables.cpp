@@ -70,6 +70,12 @@ bool numeric_column(const Table& t, size_t c) {
 
 json stat_json(const MeanStd& s) { return {{"mean", s.mean}, {"std", s.std}, {"n", s.n}}; }
 
+json extra_json(const GroupSummary& g) {
+  json j = json::object();
+  for (const auto& [name, stat] : g.extra) j[name] = stat_json(stat);
+  return j;
+}
+
 json comparison_json(const Comparison& c) {
   return {{"task", c.task},
           {"highlight", c.highlight},
@@ -94,18 +100,29 @@ Table task_table(const Report& report, const std::string& task, const std::strin
   t.task = task;
   t.header = {"method", "setting", "seeds", "test acc (%)", "test loss", "loss gap", "acc gap (pts)", "Hessian trace",
               "trace SE", "λ1", "grad evals", "time (s)", "failed / diverged / pending"};
+  // The runs' extra quantities (summary.json "extra"), a column each, before the cost columns.
+  std::vector<std::string> extra;
+  for (const GroupSummary* g : report.groups_of(task))
+    for (const auto& [name, stat] : g->extra)
+      if (std::find(extra.begin(), extra.end(), name) == extra.end()) extra.push_back(name);
+  t.header.insert(t.header.begin() + 10, extra.begin(), extra.end());
   for (const GroupSummary* g : report.groups_of(task)) {
-    t.rows.push_back({g->method, g->setting_name, std::to_string(g->seeds),
-                      format_mean_std(g->test_acc, "%.2f", 100, g->seeds),
-                      format_mean_std(g->test_loss, "%.3f", 1, g->seeds),
-                      format_mean_std(g->gap_loss, "%.3f", 1, g->seeds),
-                      format_mean_std(g->gap_acc, "%.2f", 100, g->seeds),
-                      format_mean_std(g->trace, "%.4g", 1, g->seeds),
-                      format(g->trace_mean_std_error, "%.2g"),
-                      format_mean_std(g->lambda1, "%.4g", 1, g->seeds),
-                      format_mean_std(g->gradient_evaluations, "%.0f", 1, g->seeds, true),
-                      format_mean_std(g->seconds, "%.1f", 1, g->seeds),
-                      not_done(*g)});
+    std::vector<std::string> row{g->method, g->setting_name, std::to_string(g->seeds),
+                                 format_mean_std(g->test_acc, "%.2f", 100, g->seeds),
+                                 format_mean_std(g->test_loss, "%.4g", 1, g->seeds),
+                                 format_mean_std(g->gap_loss, "%.4g", 1, g->seeds),
+                                 format_mean_std(g->gap_acc, "%.2f", 100, g->seeds),
+                                 format_mean_std(g->trace, "%.4g", 1, g->seeds),
+                                 format(g->trace_mean_std_error, "%.2g"),
+                                 format_mean_std(g->lambda1, "%.4g", 1, g->seeds)};
+    for (const std::string& name : extra) {
+      const auto it = std::find_if(g->extra.begin(), g->extra.end(), [&](const auto& e) { return e.first == name; });
+      row.push_back(it == g->extra.end() ? kNone : format_mean_std(it->second, "%.4g", 1, g->seeds));
+    }
+    for (const std::string& cell : {format_mean_std(g->gradient_evaluations, "%.0f", 1, g->seeds, true),
+                                    format_mean_std(g->seconds, "%.1f", 1, g->seeds), not_done(*g)})
+      row.push_back(cell);
+    t.rows.push_back(std::move(row));
     t.emphasized.push_back(!highlight.empty() && g->method == highlight);
   }
   t.notes = {"Mean ± sample standard deviation (n − 1) over the seeds that finished; no ± with one seed; "
@@ -370,6 +387,7 @@ std::string results_json(const Sweep& sweep, const Report& report) {
                       {"gradient_evaluations", stat_json(g.gradient_evaluations)},
                       {"seconds", stat_json(g.seconds)},
                       {"noise_stability", gaps},
+                      {"extra", extra_json(g)},
                       {"runs", runs}});
   }
   j["groups"] = groups;

@@ -230,6 +230,40 @@ void write_gap_tables(const fs::path& root) {
   overwrite(root / "runs/fm5-50/nso/sigma=0.01/seed1/geometry.json", seed1.dump());
 }
 
+TEST_F(ReportFakeSweep, ExtraQuantitiesBecomeColumnsAndCurves) {
+  // Two runs of a kind with quantities of its own (summary.json "extra", the same-named metrics.csv column),
+  // over losses spanning orders of magnitude (a logarithmic axis).
+  const fs::path root(dir_.str());
+  for (int seed : {0, 1}) {
+    const fs::path run = root / ("runs/fm5-50/sgd/default/seed" + std::to_string(seed));
+    nlohmann::json summary = nlohmann::json::parse(read(run / "summary.json"));
+    summary["extra"] = {{"recovery_error", 0.5 + seed}};
+    overwrite(run / "summary.json", summary.dump());
+    overwrite(run / "metrics.csv", "epoch,train_loss,test_loss,recovery_error\n0,1000,2000,4\n50,0.001,10," +
+                                       std::to_string(0.5 + seed) + "\n");
+  }
+  const Sweep sweep = load();
+  const Report report = aggregate(sweep);
+  const GroupSummary& sgd = group(report, "fm5-50", "sgd");
+  ASSERT_EQ(sgd.extra.size(), 1u);
+  EXPECT_EQ(sgd.extra[0].first, "recovery_error");
+  EXPECT_NEAR(sgd.extra[0].second.mean, 1.0, kTol);
+  EXPECT_EQ(sgd.extra[0].second.n, 2);
+  EXPECT_NEAR(sgd.curve.back().extra.at("recovery_error").mean, 1.0, kTol);
+  const std::vector<Table> tables = result_tables(sweep, report);
+  const Table& fm = tables[0];
+  const auto column = std::find(fm.header.begin(), fm.header.end(), "recovery_error");
+  ASSERT_NE(column, fm.header.end());
+  EXPECT_EQ(fm.rows[0][column - fm.header.begin()], "1 ± 0.71 (n=2)");  // 3 seeds, 2 with the quantity
+  EXPECT_EQ(fm.rows[1][column - fm.header.begin()], "—");
+  TempDir out;
+  std::vector<std::string> warnings;
+  write_plots(report, (out / "plots").string(), PlotOptions().gnuplot("/nonexistent/gnuplot"), warnings);
+  EXPECT_TRUE(fs::exists(out / "plots/fm5-50-recovery_error.gp"));
+  EXPECT_NE(read(out / "plots/fm5-50-test-loss.gp").find("set logscale y"), std::string::npos);  // 2000 … 0.2
+  EXPECT_EQ(read(out / "plots/fm5-50-test-acc.gp").find("set logscale y"), std::string::npos);
+}
+
 TEST_F(ReportFakeSweep, NoiseStabilityTablesPerLawOverSeeds) {
   write_gap_tables(fs::path(dir_.str()));
   const Sweep sweep = load();
@@ -530,7 +564,7 @@ TEST_F(ReportFakeSweep, PlotFilesWithoutGnuplot) {
   std::vector<std::string> warnings;
   const std::vector<Figure> figures =
       write_plots(report, (out / "plots").string(), PlotOptions().gnuplot("/nonexistent/gnuplot"), warnings);
-  ASSERT_EQ(figures.size(), 16u);  // 8 per task: acc, loss, loss gap, final acc, trace, λ1, trace and λ1 per epoch
+  ASSERT_EQ(figures.size(), 18u);  // 9 per task: acc, loss, train loss, loss gap, final acc, trace, λ1, trace and λ1 per epoch
   ASSERT_EQ(warnings.size(), 1u);  // once, not per figure
   EXPECT_NE(warnings[0].find("/nonexistent/gnuplot: not found"), std::string::npos) << warnings[0];
   for (const Figure& f : figures) {

@@ -61,6 +61,9 @@ struct Experiment {
   std::optional<Options> measure;         ///< `flatmin geometry` options for every reported run
   Options overrides;                      ///< applied last to every run (the --quick form); replaces axes
   std::string highlight;                  ///< the method whose change the report states ([report] highlight)
+  /// The command every run is: "train" (default) or "sensing" (the matrix sensing simulation: no
+  /// pretraining, no [measure]; its runs write their exact Hessian trace themselves).
+  std::string command = "train";
 
   /// The experiment as normalised JSON (what the sweep stores and compares on a rerun).
   std::string to_json(int indent = 2) const;

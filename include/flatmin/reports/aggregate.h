@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <limits>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -40,6 +41,7 @@ struct EpochPoint {
   double train_loss = std::numeric_limits<double>::quiet_NaN();  ///< on the scored training examples
   double trace = std::numeric_limits<double>::quiet_NaN();    ///< geo_hessian_trace
   double lambda1 = std::numeric_limits<double>::quiet_NaN();  ///< geo_lambda1
+  std::map<std::string, double> extra;  ///< the run's extra quantities (RunRecord::extra) at this epoch
 };
 
 /// One σ of a perturbation-gap table (geometry.json "perturbation_gaps", `flatmin geometry --measures gap`).
@@ -82,6 +84,10 @@ struct RunRecord {
   double lambda1 = std::numeric_limits<double>::quiet_NaN();          ///< eigenvalues.values[0]
   double lambda1_residual = std::numeric_limits<double>::quiet_NaN();
   std::vector<GapTable> gaps;     ///< geometry.json's perturbation-gap tables, one per noise law
+  /// summary.json's "extra": quantities of a run kind the report has no column for (matrix sensing's
+  /// recovery error, ...), in the file's order; each is also read per epoch from the same-named
+  /// metrics.csv column when there is one.
+  std::vector<std::pair<std::string, double>> extra;
   std::vector<EpochPoint> curve;  ///< metrics.csv, one point per epoch
 
   bool has_role(const std::string& role) const;
@@ -121,9 +127,10 @@ struct Sweep {
 /// a missing geometry.json its trace and λ1 (no warning: geometry is optional).
 Sweep load_sweep(const std::string& root);
 
-/// Reads a metrics.csv (header, one row per epoch; columns found by name; "nan" and empty cells are NaN).
+/// Reads a metrics.csv (header, one row per epoch; columns found by name; "nan" and empty cells are NaN),
+/// and the `extra` columns into EpochPoint::extra where present.
 /// Throws flatmin::Error naming the file when it cannot be read or has no epoch column.
-std::vector<EpochPoint> read_metrics_csv(const std::string& path);
+std::vector<EpochPoint> read_metrics_csv(const std::string& path, const std::vector<std::string>& extra = {});
 
 // ------------------------------------------------------------------------------------------ aggregation
 
@@ -132,6 +139,8 @@ struct CurvePoint {
   int64_t epoch = 0;
   MeanStd test_acc, test_loss, trace, lambda1;
   MeanStd gap_loss;  ///< test loss − train loss (the generalisation gap)
+  MeanStd train_loss;
+  std::map<std::string, MeanStd> extra;
 };
 
 /// One σ of a gap table over the seeds of a group.
@@ -163,6 +172,7 @@ struct GroupSummary {
   std::vector<size_t> runs;  ///< indices into Sweep::runs, done or not
   std::vector<CurvePoint> curve;  ///< per epoch, over the done runs
   std::vector<GapSummary> gaps;   ///< per noise law measured, in the runs' order
+  std::vector<std::pair<std::string, MeanStd>> extra;  ///< RunRecord::extra over the done runs, first-seen order
 };
 
 /// Per task, the highlighted method against the others (NaN where a side has no value):

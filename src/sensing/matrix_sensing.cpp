@@ -1,0 +1,122 @@
+#include "flatmin/sensing/matrix_sensing.h"
+
+#include <cmath>
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/torch.h>
+
+#include "flatmin/core/error.h"
+#include "flatmin/core/seed.h"
+#include "flatmin/optim/perturbed_optimizer.h"
+
+namespace flatmin::sensing {
+
+namespace {
+
+// ⟨A_i, X⟩ for every i: the measurements as rows of an n × d² matrix times vec X.
+at::Tensor measure(const at::Tensor& a, const at::Tensor& x) {
+  return torch::mv(a.reshape({a.size(0), -1}), x.reshape({-1}));
+}
+
+}  // namespace
+
+Problem make_problem(const ProblemOptions& o) {
+  check(o.dimension() > 0 && o.rank() > 0 && o.measurements() > 0 && o.test_measurements() > 0,
+        "matrix sensing: d, r, n and the test measurements must be positive");
+  check(o.rank() <= o.dimension(), "matrix sensing: the rank r = " + std::to_string(o.rank()) +
+                                       " exceeds the dimension d = " + std::to_string(o.dimension()));
+  const int64_t d = o.dimension();
+  at::Generator gen = at::detail::createCPUGenerator(derive_seed(o.seed(), SeedStream::kDataSplit));
+  Problem p;
+  p.u_star = torch::randn({d, o.rank()}, gen, torch::kFloat32);
+  p.x_star = torch::mm(p.u_star, p.u_star.t());
+  p.a_train = torch::randn({o.measurements(), d, d}, gen, torch::kFloat32);
+  p.a_test = torch::randn({o.test_measurements(), d, d}, gen, torch::kFloat32);
+  p.y_train = measure(p.a_train, p.x_star);
+  p.y_test = measure(p.a_test, p.x_star);
+  return p;
+}
+
+at::Tensor sensing_loss(const at::Tensor& u, const at::Tensor& a, const at::Tensor& y) {
+  const at::Tensor r = measure(a, torch::mm(u, u.t())) - y;
+  return r.pow(2).sum() / (2.0 * static_cast<double>(a.size(0)));
+}
+
+double hessian_trace(const at::Tensor& u_in, const at::Tensor& a_in, const at::Tensor& y_in) {
+  torch::NoGradGuard no_grad;
+  const at::Tensor u = u_in.to(torch::kFloat64), y = y_in.to(torch::kFloat64);
+  const int64_t n = a_in.size(0), d = u.size(0);
+  double sum = 0;
+  // In chunks: S_i U for all i at once would be n × d × d more memory than the measurements themselves.
+  const int64_t chunk = std::max<int64_t>(1, (int64_t{1} << 22) / (d * d));
+  for (int64_t begin = 0; begin < n; begin += chunk) {
+    const int64_t end = std::min(n, begin + chunk);
+    const at::Tensor a = a_in.slice(0, begin, end).to(torch::kFloat64);
+    const at::Tensor s = a + a.transpose(1, 2);
+    const at::Tensor r = measure(a, torch::mm(u, u.t())) - y.slice(0, begin, end);
+    const at::Tensor su = torch::matmul(s, u);
+    sum += su.pow(2).sum().item<double>() +
+           2.0 * static_cast<double>(d) * (r * a.diagonal(0, 1, 2).sum(1)).sum().item<double>();
+  }
+  return sum / static_cast<double>(n);
+}
+
+double nuclear_norm(const at::Tensor& u) { return u.to(torch::kFloat64).pow(2).sum().item<double>(); }
+
+double recovery_error(const at::Tensor& u_in, const at::Tensor& x_star) {
+  const at::Tensor u = u_in.detach().to(torch::kFloat64), x = x_star.to(torch::kFloat64);
+  return (torch::mm(u, u.t()) - x).norm().item<double>() / x.norm().item<double>();
+}
+
+RunResult run(const Problem& problem, const optim::MethodSpec& method, const RunOptions& o,
+              const std::function<void(const Point&)>& on_point) {
+  check(o.steps() >= 0 && o.log_every() > 0, "matrix sensing: steps must be >= 0 and log_every > 0");
+  check(o.lr() > 0 && std::isfinite(o.lr()), "matrix sensing: the learning rate must be positive");
+  check(method.name() == "sgd" || method.name() == "wp-sgd" || method.name() == "nso",
+        "matrix sensing: method '" + method.name() + "' is not one of gd (sgd), wp-gd (wp-sgd), nso");
+  const int64_t d = problem.x_star.size(0);
+  at::Generator gen = at::detail::createCPUGenerator(derive_seed(o.seed(), SeedStream::kModelInit));
+  at::Tensor u = (o.init_scale() * torch::randn({d, d}, gen, torch::kFloat32)).set_requires_grad(true);
+
+  // Full-batch gradient descent is SGD without momentum, weight decay or sampling.
+  auto optimizer = optim::make_perturbed_optimizer(
+      {u}, method, optim::BaseOptimizerOptions().name("sgd").lr(o.lr()).momentum(0).weight_decay(0),
+      optim::PerturbedOptimizerOptions().seed(derive_seed(o.seed(), SeedStream::kNoise)).check_finite(false));
+  optimizer->set_epoch(0, 1);
+
+  RunResult result;
+  auto record = [&](int64_t step) {
+    torch::NoGradGuard no_grad;
+    Point p;
+    p.step = step;
+    p.gradient_evaluations = optimizer->gradient_evaluations();
+    p.train_loss = sensing_loss(u, problem.a_train, problem.y_train).item<double>();
+    p.test_loss = sensing_loss(u, problem.a_test, problem.y_test).item<double>();
+    p.recovery_error = recovery_error(u, problem.x_star);
+    p.hessian_trace = hessian_trace(u, problem.a_train, problem.y_train);
+    p.nuclear_norm = sensing::nuclear_norm(u);
+    p.trace_over_nuclear = p.hessian_trace / p.nuclear_norm;
+    result.points.push_back(p);
+    if (on_point) on_point(p);
+  };
+  record(0);
+  for (int64_t step = 1; step <= o.steps(); ++step) {
+    const at::Tensor loss = optimizer->step([&] {
+      optimizer->zero_grad();
+      at::Tensor l = sensing_loss(u, problem.a_train, problem.y_train);
+      l.backward();
+      return l;
+    });
+    const double value = loss.item<double>();
+    if (!std::isfinite(value) || value > o.divergence_loss() || !torch::isfinite(u).all().item<bool>()) {
+      result.diverged = true;
+      result.diverged_at = step;
+      break;
+    }
+    if (step % o.log_every() == 0 || step == o.steps()) record(step);
+  }
+  result.u = u.detach().clone();
+  return result;
+}
+
+}  // namespace flatmin::sensing

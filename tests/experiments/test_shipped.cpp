@@ -1,0 +1,141 @@
+// The shipped experiment files (experiments/*.toml) expand to the configurations they promise: run counts,
+// the options that define each experiment, and their --quick forms.
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "flatmin/core/error.h"
+#include "flatmin/experiments/experiment.h"
+#include "flatmin/experiments/plan.h"
+
+namespace fx = flatmin::experiments;
+
+namespace {
+
+fx::RunOutcome pending(const fx::PlannedRun&) { return {fx::RunStatus::kPending, 0}; }
+
+fx::Plan plan_of(const std::string& name, bool quick = false) {
+  const fx::Experiment e = fx::load_experiment(std::string(FLATMIN_EXPERIMENTS_DIR) + "/" + name + ".toml", quick);
+  return fx::plan_experiment(e, pending);
+}
+
+// The value a run's command line ends up with (the last occurrence wins).
+std::string option(const fx::PlannedRun& run, const std::string& name) {
+  std::string value = "<absent>";
+  for (const auto& [k, v] : run.options)
+    if (k == name) value = v;
+  return value;
+}
+
+std::map<std::string, int> count_by(const fx::Plan& plan, const std::string& what) {
+  std::map<std::string, int> counts;
+  for (const auto& run : plan.runs)
+    if (run.stage != "pretrain") ++counts[what == "task" ? run.task : run.method];
+  return counts;
+}
+
+}  // namespace
+
+TEST(ShippedExperiments, NoiseLawsComparesFourLawsForWpSgdAndNsoAtOneSigma) {
+  const fx::Plan plan = plan_of("noise-laws");
+  ASSERT_EQ(plan.runs.size(), 1u + 2 * 9 * 5);  // pretraining + 2 tasks × 9 methods × 5 seeds
+  EXPECT_EQ(plan.runs[0].stage, "pretrain");
+  std::set<std::string> laws;
+  for (const auto& run : plan.runs) {
+    if (run.stage == "pretrain" || run.method == "sgd") continue;
+    EXPECT_EQ(option(run, "sigma"), "0.01") << run.id;
+    EXPECT_NE(run.method.find(option(run, "noise")), std::string::npos) << run.id;  // wp-sgd-laplace: laplace
+    EXPECT_TRUE(run.measure) << run.id;
+    laws.insert(option(run, "noise"));
+  }
+  EXPECT_EQ(laws, (std::set<std::string>{"gaussian", "laplace", "uniform", "binomial"}));
+}
+
+TEST(ShippedExperiments, NsoAblationsMatchesCostsAndMeasuresCurvesOfTheFirstFour) {
+  const fx::Plan plan = plan_of("nso-ablations");
+  ASSERT_EQ(plan.runs.size(), 1u + 2 * 8 * 3);
+  for (const auto& run : plan.runs) {
+    if (run.stage == "pretrain") continue;
+    const bool curves = run.method == "sgd" || run.method == "wp-sgd" || run.method.back() == '1';
+    EXPECT_EQ(option(run, "geometry-every"), curves ? "2" : "<absent>") << run.id;
+    if (run.method.rfind("nso-k", 0) == 0 || run.method.rfind("no-negative-k", 0) == 0) {
+      EXPECT_EQ(option(run, "k"), std::string(1, run.method.back())) << run.id;  // the same 2k evaluations
+      EXPECT_EQ(option(run, "no-negative"), run.method[1] == 'o' ? "true" : "<absent>") << run.id;
+    }
+  }
+}
+
+TEST(ShippedExperiments, RegularizersPairsEachRegulariserWithAndWithoutNso) {
+  const fx::Plan plan = plan_of("regularizers");
+  ASSERT_EQ(plan.runs.size(), 1u + 2 * 8 * 5);
+  for (const auto& run : plan.runs) {
+    if (run.stage == "pretrain") continue;
+    EXPECT_EQ(option(run, "weight-decay"), run.method.find("-wd") != std::string::npos ? "0.001" : "0") << run.id;
+    EXPECT_EQ(option(run, "l2sp"), run.method.find("l2sp") != std::string::npos ? "0.01" : "<absent>") << run.id;
+    EXPECT_EQ(option(run, "augment"), run.method.find("augment") != std::string::npos ? "true" : "<absent>") << run.id;
+    EXPECT_EQ(option(run, "method"), run.method.rfind("nso", 0) == 0 ? "nso" : "sgd") << run.id;
+  }
+}
+
+TEST(ShippedExperiments, NoiseStabilityMeasuresThreeLawsOnTwoTrainingLengths) {
+  const fx::Experiment e = fx::load_experiment(std::string(FLATMIN_EXPERIMENTS_DIR) + "/noise-stability.toml");
+  ASSERT_TRUE(e.measure.has_value());
+  std::map<std::string, std::string> measure(e.measure->begin(), e.measure->end());
+  EXPECT_EQ(measure["noise"], "gaussian,laplace,uniform");
+  EXPECT_EQ(measure["measures"], "trace,gap");
+  const fx::Plan plan = plan_of("noise-stability");
+  ASSERT_EQ(plan.runs.size(), 1u + 2 * 3);
+  EXPECT_EQ(option(plan.runs[1], "epochs"), "40");  // interpolating
+  EXPECT_EQ(option(plan.runs[4], "epochs"), "1");   // moderate loss
+  EXPECT_EQ(plan.runs[4].task, "moderate-loss");
+}
+
+TEST(ShippedExperiments, MatrixSensingRunsTheSensingCommandOverSigmaAndLearningRate) {
+  const fx::Experiment e = fx::load_experiment(std::string(FLATMIN_EXPERIMENTS_DIR) + "/matrix-sensing.toml");
+  EXPECT_EQ(e.command, "sensing");
+  EXPECT_FALSE(e.pretrain.has_value());
+  const fx::Plan plan = fx::plan_experiment(e, pending);
+  ASSERT_EQ(plan.runs.size(), 5u * (1 + 5 + 5) * 3);  // 5 tasks × (GD + 5 σ of WP-GD + 5 σ of NSO) × 3 seeds
+  std::set<std::string> sigmas, lrs;
+  for (const auto& run : plan.runs) {
+    EXPECT_TRUE(run.init_dir.empty());
+    if (run.method == "nso") sigmas.insert(option(run, "sigma"));
+    lrs.insert(option(run, "lr"));
+  }
+  EXPECT_EQ(sigmas.size(), 5u);  // from 0.001 to 0.25: more than two orders of magnitude
+  EXPECT_TRUE(sigmas.count("0.001") && sigmas.count("0.25"));
+  EXPECT_EQ(lrs, (std::set<std::string>{"0.0001", "0.0003", "0.001", "0.003"}));
+  EXPECT_EQ(count_by(plan, "task")["small-init-lr1e-3"], 33);
+  EXPECT_EQ(plan_of("matrix-sensing", /*quick=*/true).runs.size(), 5u * 3);
+}
+
+TEST(ShippedExperiments, EveryQuickFormIsSmall) {
+  for (const char* name : {"finetune", "noise-laws", "nso-ablations", "regularizers", "noise-stability"}) {
+    const fx::Plan plan = plan_of(name, /*quick=*/true);
+    for (const auto& run : plan.runs)
+      if (run.stage != "pretrain") EXPECT_EQ(run.seed, 0) << name << " " << run.id;
+    EXPECT_LE(plan.runs.size(), 40u) << name;
+  }
+}
+
+TEST(ExperimentFile, CommandIsTrainOrSensing) {
+  auto message = [](const std::string& text) {
+    try {
+      fx::parse_experiment(text, "c.toml", true);
+    } catch (const flatmin::Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(message("name = \"x\"\ncommand = \"evaluate\"").find("not train or sensing"), std::string::npos);
+  EXPECT_NE(message("name = \"x\"\ncommand = \"sensing\"\n[measure]\nmeasures = \"trace\"").find("no [pretrain] or [measure]"),
+            std::string::npos);
+  EXPECT_EQ(fx::parse_experiment("name = \"x\"", "c.toml", true).command, "train");
+  // Absent from the normalised form for train: sweeps made before the key existed still match their file.
+  EXPECT_EQ(fx::parse_experiment("name = \"x\"", "c.toml", true).to_json().find("command"), std::string::npos);
+  EXPECT_NE(fx::parse_experiment("name = \"x\"\ncommand = \"sensing\"", "c.toml", true).to_json().find("sensing"),
+            std::string::npos);
+}
