@@ -107,6 +107,8 @@ struct TrainArgs {
   int64_t geometry_every = 0;
   std::string geometry_measures = "trace,lambda1,normalized_trace,grad_norm";
   int64_t geometry_examples = 2000;
+  std::vector<std::string> geometry_splits{"train"};
+  double geometry_rho = 0.05;
 };
 
 // Exit codes beyond 0 (done), 1 (error) and 2 (bad usage).
@@ -250,6 +252,8 @@ int run_train(TrainArgs a) {  // by value: --resume replaces some fields
         a.geometry_every = j["geometry"].value("every", int64_t{0});
         a.geometry_measures = j["geometry"].value("measures", a.geometry_measures);
         a.geometry_examples = j["geometry"].value("examples", a.geometry_examples);
+        a.geometry_splits = j["geometry"].value("splits", a.geometry_splits);
+        a.geometry_rho = j["geometry"].value("rho", a.geometry_rho);
       }
     }
   } else {
@@ -297,6 +301,8 @@ int run_train(TrainArgs a) {  // by value: --resume replaces some fields
     j["split"]["test_examples"] = run.splits.test.size();
     j["threads"] = {{"torch_intra_op", thread_counts.torch_intra_op}, {"blas", thread_counts.blas}};
     j["geometry"] = {{"every", a.geometry_every}, {"measures", a.geometry_measures}, {"examples", a.geometry_examples}};
+    if (a.geometry_splits != std::vector<std::string>{"train"}) j["geometry"]["splits"] = a.geometry_splits;
+    if (a.geometry_measures.find("ratio") != std::string::npos) j["geometry"]["rho"] = a.geometry_rho;
     if (!run.resumed_from) training::write_text_file(out_dir + "/config.json", j.dump(2) + "\n");
     progress.line("flatmin train: " + run.optimizer->method().describe() + " | " + a.model + ", " +
                   std::to_string(run.parameter_count) + " parameters | " + std::to_string(run.optimizer->evaluations()) +
@@ -317,22 +323,30 @@ int run_train(TrainArgs a) {  // by value: --resume replaces some fields
     progress.line(epoch_line(m, a.epochs));
   };
 
-  // Flatness every N epochs (and after the last), on a fixed sample of the training split; the other
-  // epochs' rows hold NaN in those columns.
+  // Flatness every N epochs (and after the last), on a fixed sample of each chosen split (columns geo_NAME
+  // for the training split, geo_SPLIT_NAME for the others); the other epochs' rows hold NaN there.
   training::Trainer::EpochMeasure epoch_measure;
   if (a.geometry_every > 0) {
-    const geometry::ScalarOptions geometry_options =
-        geometry::ScalarOptions::from_names(a.geometry_measures).max_examples(a.geometry_examples).seed(config.seed());
+    const geometry::ScalarOptions geometry_options = geometry::ScalarOptions::from_names(a.geometry_measures)
+                                                         .max_examples(a.geometry_examples)
+                                                         .ratio_rho(a.geometry_rho)
+                                                         .seed(config.seed());
     epoch_measure = [&, geometry_options](const training::EpochMetrics& m) {
-      std::vector<std::pair<std::string, double>> values;
-      if (m.epoch % a.geometry_every == 0 || m.epoch == a.epochs) {
-        values = geometry::measure_scalars(current->model, current->splits.train, geometry_options);
-      } else {
-        for (const auto& name : geometry::scalar_names(geometry_options))
-          values.emplace_back(name, std::numeric_limits<double>::quiet_NaN());
+      std::vector<std::pair<std::string, double>> all;
+      for (const std::string& split : a.geometry_splits) {
+        std::vector<std::pair<std::string, double>> values;
+        if (m.epoch % a.geometry_every == 0 || m.epoch == a.epochs) {
+          const data::Dataset& data = split == "test" ? current->splits.test
+                                      : split == "val" ? current->splits.val
+                                                       : current->splits.train;
+          values = geometry::measure_scalars(current->model, data, geometry_options);
+        } else {
+          for (const auto& name : geometry::scalar_names(geometry_options))
+            values.emplace_back(name, std::numeric_limits<double>::quiet_NaN());
+        }
+        for (auto& value : values) all.emplace_back((split == "train" ? "geo_" : "geo_" + split + "_") + value.first, value.second);
       }
-      for (auto& value : values) value.first = "geo_" + value.first;
-      return values;
+      return all;
     };
   }
 
@@ -387,6 +401,17 @@ int run_train(TrainArgs a) {  // by value: --resume replaces some fields
   summary["measure_seconds"] = measure_s;
   summary["resumed"] = !resume_path.empty();
   summary["threads"] = thread_counts.torch_intra_op;
+  // The flatness measured during training, at its last measurement (the report shows each as a column and
+  // its metrics.csv column as a curve); standard errors, probe counts and residuals stay in metrics.csv.
+  nlohmann::ordered_json extra = nlohmann::ordered_json::object();
+  for (const auto& [name, value] : last.measures) {
+    const auto ends_with = [&n = name](const std::string& suffix) {
+      return n.size() >= suffix.size() && n.compare(n.size() - suffix.size(), suffix.size(), suffix) == 0;
+    };
+    if (name.rfind("geo_", 0) == 0 && !ends_with("_se") && !ends_with("_probes") && !ends_with("_residual"))
+      extra[name] = value;
+  }
+  if (!extra.empty()) summary["extra"] = extra;
   training::write_text_file(out_dir + "/summary.json", summary.dump(2) + "\n");
   if (!a.no_save_model)
     training::save_checkpoint(out_dir + "/model.ckpt", run.spec, run.model, config.to_json(), run.splits.channel_mean,
@@ -642,9 +667,18 @@ Action add_train_command(CLI::App& app) {
       ->group(geometry_group);
   cmd->add_option("--geometry-measures", args->geometry_measures,
                   "Any of trace (Hutchinson, 5% SE or 30 probes), lambda1 (Lanczos), normalized_trace "
-                  "(Tr/‖∇L‖², CR-SAM), grad_norm; or all")
+                  "(Tr/‖∇L‖², CR-SAM), grad_norm, ratio (CR-SAM's SAM approximation ratio on 50 examples); or all "
+                  "(the first four)")
       ->group(geometry_group);
-  cmd->add_option("--geometry-examples", args->geometry_examples, "Training examples measured (0 = all)")
+  cmd->add_option("--geometry-splits", args->geometry_splits,
+                  "Splits measured, comma-separated: train (columns geo_*), test (geo_test_*), val (geo_val_*)")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"train", "val", "test"}))
+      ->group(geometry_group);
+  cmd->add_option("--geometry-rho", args->geometry_rho, "ratio: the SAM radius ρ of the approximation ratio")
+      ->check(number_between(0, 1e6, false))
+      ->group(geometry_group);
+  cmd->add_option("--geometry-examples", args->geometry_examples, "Examples of each split measured (0 = all)")
       ->check(integer_in(0))
       ->group(geometry_group);
   cmd->add_option("--on-divergence", args->on_divergence,

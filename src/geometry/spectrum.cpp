@@ -14,6 +14,7 @@
 #include <torch/utils.h>
 
 #include "flatmin/core/error.h"
+#include "flatmin/geometry/perturbation.h"
 #include "flatmin/noise/noise.h"
 #include "internal.h"
 
@@ -394,9 +395,10 @@ ScalarOptions ScalarOptions::from_names(const std::string& names) {
     else if (name == "lambda1") o.lambda1(true);
     else if (name == "normalized_trace") o.normalized_trace(true);
     else if (name == "grad_norm") o.grad_norm(true);
-    else throw Error("unknown geometry measure '" + name + "' (valid: trace, lambda1, normalized_trace, grad_norm, all)");
+    else if (name == "ratio") o.ratio(true);
+    else throw Error("unknown geometry measure '" + name + "' (valid: trace, lambda1, normalized_trace, grad_norm, ratio, all)");
   }
-  check(any, "no geometry measure named (valid: trace, lambda1, normalized_trace, grad_norm, all)");
+  check(any, "no geometry measure named (valid: trace, lambda1, normalized_trace, grad_norm, ratio, all)");
   return o;
 }
 
@@ -413,6 +415,7 @@ std::vector<std::string> scalar_names(const ScalarOptions& options) {
   if (options.trace()) names.insert(names.end(), {"hessian_trace", "hessian_trace_se", "hessian_trace_probes"});
   if (options.normalized_trace()) names.push_back("normalized_trace");
   if (options.lambda1()) names.insert(names.end(), {"lambda1", "lambda1_residual"});
+  if (options.ratio()) names.push_back("sam_ratio");
   return names;
 }
 
@@ -445,6 +448,12 @@ std::vector<std::pair<std::string, double>> measure_scalars(const models::Model&
         hessian, EigenOptions().k(1).tol(1e-2).max_iterations(options.lanczos_iterations()).seed(options.seed()));
     out.emplace_back("lambda1", eig.values.front());
     out.emplace_back("lambda1_residual", eig.residuals.front());
+  }
+  if (options.ratio()) {
+    const data::Dataset points = sample_examples(sample, options.ratio_examples(), options.seed() + 1);
+    const AscentRatioResult r = sam_approximation_ratio(
+        Objective::for_model(model, points), AscentRatioOptions().rho(options.ratio_rho()).steps(options.ratio_steps()));
+    out.emplace_back("sam_ratio", r.ratio);
   }
   return out;
 }

@@ -70,7 +70,7 @@ TEST(ShippedExperiments, NsoAblationsMatchesCostsAndMeasuresCurvesOfTheFirstFour
 
 TEST(ShippedExperiments, RegularizersPairsEachRegulariserWithAndWithoutNso) {
   const fx::Plan plan = plan_of("regularizers");
-  ASSERT_EQ(plan.runs.size(), 1u + 2 * 8 * 5);
+  ASSERT_EQ(plan.runs.size(), 1u + 2 * 8 * 3);
   for (const auto& run : plan.runs) {
     if (run.stage == "pretrain") continue;
     EXPECT_EQ(option(run, "weight-decay"), run.method.find("-wd") != std::string::npos ? "0.001" : "0") << run.id;
@@ -112,8 +112,20 @@ TEST(ShippedExperiments, MatrixSensingRunsTheSensingCommandOverSigmaAndLearningR
   EXPECT_EQ(plan_of("matrix-sensing", /*quick=*/true).runs.size(), 5u * 3);
 }
 
+TEST(ShippedExperiments, CrsamCurvatureMeasuresBothSplitsEveryTwoEpochsButNotWhilePretraining) {
+  const fx::Plan plan = plan_of("crsam-curvature");
+  ASSERT_EQ(plan.runs.size(), 1u + 3 * 3);
+  EXPECT_EQ(option(plan.runs[0], "geometry-every"), "0");
+  for (size_t i = 1; i < plan.runs.size(); ++i) {
+    EXPECT_EQ(option(plan.runs[i], "geometry-every"), "2");
+    EXPECT_EQ(option(plan.runs[i], "geometry-splits"), "train,test");
+    EXPECT_NE(option(plan.runs[i], "geometry-measures").find("ratio"), std::string::npos);
+  }
+  EXPECT_EQ(option(plan.runs.back(), "rho"), option(plan.runs[4], "rho"));  // CR-SAM and SAM: the same radius
+}
+
 TEST(ShippedExperiments, EveryQuickFormIsSmall) {
-  for (const char* name : {"finetune", "noise-laws", "nso-ablations", "regularizers", "noise-stability"}) {
+  for (const char* name : {"finetune", "noise-laws", "nso-ablations", "regularizers", "noise-stability", "crsam-curvature"}) {
     const fx::Plan plan = plan_of(name, /*quick=*/true);
     for (const auto& run : plan.runs)
       if (run.stage != "pretrain") EXPECT_EQ(run.seed, 0) << name << " " << run.id;

@@ -164,6 +164,13 @@ struct ScalarOptions {
   TORCH_ARG(bool, lambda1) = true;           ///< "lambda1", "lambda1_residual"
   TORCH_ARG(bool, normalized_trace) = true;  ///< "normalized_trace" (needs the trace and the gradient)
   TORCH_ARG(bool, grad_norm) = true;         ///< "grad_norm"
+  /// "sam_ratio": CR-SAM's approximation ratio of SAM's one-step ascent (sam_approximation_ratio, per
+  /// example) on `ratio_examples` of the sample, radius `ratio_rho`. Not part of "all": it costs
+  /// ratio_steps + 2 per-example gradients per example.
+  TORCH_ARG(bool, ratio) = false;
+  TORCH_ARG(double, ratio_rho) = 0.05;
+  TORCH_ARG(int64_t, ratio_examples) = 50;
+  TORCH_ARG(int64_t, ratio_steps) = 20;
   /// Examples of the dataset measured: a fixed seeded subset (0 = all).
   TORCH_ARG(int64_t, max_examples) = 2000;
   TORCH_ARG(int64_t, batch_size) = 100;  ///< as ObjectiveOptions: measured (docs/PERFORMANCE.md)
@@ -176,7 +183,7 @@ struct ScalarOptions {
   TORCH_ARG(double, graph_memory_mb) = 2048;
 
  public:
-  /// Parses a comma-separated subset of "trace,lambda1,normalized_trace,grad_norm" (or "all"); the other
+  /// Parses a comma-separated subset of "trace,lambda1,normalized_trace,grad_norm,ratio" ("all": the first four); the other
   /// measures are switched off. Throws flatmin::Error on an unknown name.
   static ScalarOptions from_names(const std::string& names);
 };
