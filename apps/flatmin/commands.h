@@ -15,6 +15,9 @@ Action add_train_command(CLI::App& app);
 /// Adds `flatmin geometry` (flatness measurements of a checkpoint); the returned action runs it after parsing.
 Action add_geometry_command(CLI::App& app);
 
+/// Adds `flatmin landscape` (loss landscapes of checkpoints); the returned action runs it after parsing.
+Action add_landscape_command(CLI::App& app);
+
 /// Adds `flatmin sensing` (the matrix sensing simulation); the returned action runs it after parsing.
 Action add_sensing_command(CLI::App& app);
 

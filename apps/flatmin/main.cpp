@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
       "Start with:  flatmin train            (NSO on Fashion-MNIST with the defaults)\n"
       "             flatmin train --help     (every option, with its default)\n"
       "             flatmin geometry --checkpoint runs/<run>   (flatness of a trained model)\n"
+      "             flatmin landscape --checkpoint runs/<run>  (its loss along filter-normalised directions)\n"
       "             flatmin sweep experiments/finetune.toml    (many runs from one file, resumable)\n"
       "             flatmin report <sweep root>                (its tables, figures and HTML page)",
       "flatmin"};
@@ -24,6 +25,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", flatmin::version_string());
   const flatmin::cli::Action train = flatmin::cli::add_train_command(app);
   const flatmin::cli::Action geometry = flatmin::cli::add_geometry_command(app);
+  const flatmin::cli::Action landscape = flatmin::cli::add_landscape_command(app);
   const flatmin::cli::Action sensing = flatmin::cli::add_sensing_command(app);
   const flatmin::cli::Action sweep = flatmin::cli::add_sweep_command(app);
   const flatmin::cli::Action report = flatmin::cli::add_report_command(app);
@@ -49,6 +51,7 @@ int main(int argc, char** argv) {
   try {
     if (app.got_subcommand("train")) return train();
     if (app.got_subcommand("geometry")) return geometry();
+    if (app.got_subcommand("landscape")) return landscape();
     if (app.got_subcommand("sensing")) return sensing();
     if (app.got_subcommand("sweep")) return sweep();
     if (app.got_subcommand("report")) return report();

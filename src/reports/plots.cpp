@@ -134,6 +134,21 @@ class PlotWriter {
     }
   }
 
+  std::vector<Figure> write_landscape(const std::vector<LandscapeGrid>& grids, const std::string& stem,
+                                      const std::string& x_label, const std::string& y_label) {
+    std::error_code ec;
+    fs::create_directories(dir_, ec);
+    check(!ec, dir_ + ": cannot create directory: " + ec.message());
+    if (grids.empty()) return figures_;
+    if (grids.front().ys.size() <= 1) {
+      landscape_lines(grids, stem + "-loss", "loss", x_label, false);
+      landscape_lines(grids, stem + "-accuracy", "accuracy", x_label, true);
+    } else {
+      for (const LandscapeGrid& g : grids) landscape_plane(g, unique_stem(stem + "-" + file_stem(g.label)), x_label, y_label);
+    }
+    return figures_;
+  }
+
   std::vector<Figure> write_all() {
     std::error_code ec;
     fs::create_directories(dir_, ec);
@@ -300,6 +315,62 @@ class PlotWriter {
          title + ": the antithetic gap per noise law against σ²/2·Tr∇²f (dashed), log-log.");
   }
 
+  // 1-D landscapes: one line per model of `values` (loss or accuracy) against x.
+  void landscape_lines(const std::vector<LandscapeGrid>& grids, const std::string& stem, const std::string& quantity,
+                       const std::string& x_label, bool accuracy) {
+    std::ostringstream dat, plot;
+    dat << comment(quantity + " along the direction, one block per model (gnuplot: index i); columns: x value");
+    int block = 0;
+    for (const LandscapeGrid& g : grids) {
+      dat << (block ? "\n\n" : "") << comment("index " + std::to_string(block) + ": " + g.label);
+      const std::vector<double>& values = accuracy ? g.accuracy : g.loss;
+      for (size_t i = 0; i < g.xs.size() && i < values.size(); ++i)
+        dat << number(g.xs[i]) << ' ' << number(accuracy ? 100 * values[i] : values[i]) << '\n';
+      const std::string colour = kPalette[static_cast<size_t>(block) % kPalette.size()];
+      plot << (block ? ", \\\n     ''" : "plot " + gp_string(stem + ".dat")) << " index " << block
+           << " using 1:2 with lines lw 2 lc rgb '" << colour << "' title " << gp_string(g.label);
+      ++block;
+    }
+    plot << '\n';
+    const std::string title = "loss landscape: " + quantity;
+    const std::string settings = "set title " + gp_string(title) + "\nset xlabel " + gp_string(x_label) +
+                                 "\nset ylabel " + gp_string(accuracy ? "accuracy (%)" : quantity) +
+                                 "\nset grid xtics ytics lc rgb '#dddddd'\nset key below horizontal\n";
+    emit("", stem, dat.str(), script(stem, title, settings, plot.str(), options_.formats()),
+         title + " along the same seeded directions for every model.");
+  }
+
+  // 2-D landscape of one model: contour lines of the loss over the plane, and a heat map of log10(loss).
+  void landscape_plane(const LandscapeGrid& g, const std::string& stem, const std::string& x_label,
+                       const std::string& y_label) {
+    std::ostringstream dat;
+    dat << comment("loss landscape of " + g.label + " over the plane; columns: x y loss accuracy (blank line between rows)");
+    for (size_t iy = 0; iy < g.ys.size(); ++iy) {
+      for (size_t ix = 0; ix < g.xs.size(); ++ix) {
+        const size_t k = iy * g.xs.size() + ix;
+        dat << number(g.xs[ix]) << ' ' << number(g.ys[iy]) << ' ' << number(g.loss[k]) << ' ' << number(g.accuracy[k])
+            << '\n';
+      }
+      dat << '\n';
+    }
+    const std::string axes = "\nset xlabel " + gp_string(x_label) + "\nset ylabel " + gp_string(y_label) +
+                             "\nset size ratio -1\n";
+    const std::string contour_title = g.label + ": loss contours";
+    emit("", stem + "-contour", dat.str(),
+         script(stem + "-contour", contour_title,
+                "set title " + gp_string(contour_title) + axes +
+                    "set view map\nset contour base\nset cntrparam levels auto 15\nunset surface\nset key outside right\n",
+                "splot " + gp_string(stem + "-contour.dat") + " using 1:2:3 with lines lw 1.5 title ''\n", options_.formats()),
+         contour_title + " (the model at the origin).");
+    const std::string heat_title = g.label + ": log10 loss";
+    emit("", stem + "-heatmap", dat.str(),
+         script(stem + "-heatmap", heat_title,
+                "set title " + gp_string(heat_title) + axes + "set view map\nset palette rgbformulae 33,13,10\n",
+                "splot " + gp_string(stem + "-heatmap.dat") + " using 1:2:(log10($3)) with pm3d notitle\n",
+                options_.formats()),
+         heat_title + " over the plane (the model at the origin).");
+  }
+
   void emit(const std::string& task, const std::string& stem, const std::string& dat, const std::string& gp,
             const std::string& caption) {
     training::write_text_file((fs::path(dir_) / (stem + ".dat")).string(), dat);
@@ -339,6 +410,15 @@ std::string file_stem(const std::string& text) {
   for (unsigned char c : text) out += (std::isalnum(c) || c == '.' || c == '_' || c == '-') ? static_cast<char>(c) : '_';
   if (out.empty() || out.front() == '.') out.insert(out.begin(), '_');  // no hidden files, no ".."
   return out;
+}
+
+std::vector<Figure> write_landscape_plots(const std::vector<LandscapeGrid>& grids, const std::string& dir,
+                                          const std::string& stem, const std::string& x_label,
+                                          const std::string& y_label, const PlotOptions& options,
+                                          std::vector<std::string>& warnings) {
+  static const Report kNoReport;
+  PlotWriter writer(kNoReport, dir, options, warnings);
+  return writer.write_landscape(grids, stem, x_label, y_label);
 }
 
 std::vector<Figure> write_plots(const Report& report, const std::string& dir, const PlotOptions& options,

@@ -37,6 +37,23 @@ struct Figure {
 std::vector<Figure> write_plots(const Report& report, const std::string& dir, const PlotOptions& options,
                                 std::vector<std::string>& warnings);
 
+/// One model's loss landscape over a grid (flatmin landscape): values row-major, y outer, x inner; one y
+/// value for a 1-D landscape. NaN where a point is not measured yet.
+struct LandscapeGrid {
+  std::string label;  ///< the model's name in legends and titles
+  std::vector<double> xs, ys;
+  std::vector<double> loss, accuracy;
+};
+
+/// The landscape figures of several models measured along the same (seeded) directions: 1-D, one figure of
+/// the loss and one of the accuracy with a line per model; 2-D, per model a contour plot of the loss and a
+/// heat map of log10(loss). `stem` prefixes the files; `x_label` names the axis ("α (filter-normalised
+/// direction 1)", "t (0 = A, 1 = B)"). As write_plots: gnuplot problems are warnings, the .gp and .dat stay.
+std::vector<Figure> write_landscape_plots(const std::vector<LandscapeGrid>& grids, const std::string& dir,
+                                          const std::string& stem, const std::string& x_label,
+                                          const std::string& y_label, const PlotOptions& options,
+                                          std::vector<std::string>& warnings);
+
 /// A file-name-safe form of `text`: letters, digits, '.', '_' and '-' kept, anything else '_'.
 std::string file_stem(const std::string& text);
 

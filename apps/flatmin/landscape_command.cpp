@@ -1,0 +1,249 @@
+// flatmin landscape: loss and accuracy of trained models along filter-normalised random directions (1-D or
+// 2-D, the same seeded directions for every model) or along the line between two models, with gnuplot
+// figures; resumable point by point (geometry/landscape.h).
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <map>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <torch/nn/functional/loss.h>
+#include <torch/utils.h>
+
+#include "checkpoint_data.h"
+#include "commands.h"
+#include "report_text.h"
+#include "validators.h"
+#include "flatmin/core/error.h"
+#include "flatmin/core/runtime.h"
+#include "flatmin/geometry/landscape.h"
+#include "flatmin/geometry/spectrum.h"
+#include "flatmin/reports/plots.h"
+#include "flatmin/training/metrics_log.h"
+#include "flatmin/training/progress.h"
+
+namespace flatmin::cli {
+
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+struct LandscapeArgs {
+  std::vector<std::string> checkpoints;
+  std::vector<std::string> labels;
+  std::string to;
+  int dims = 1;
+  std::vector<double> range;
+  int64_t points = 0;  // 0: 41 for 1-D, 21 per axis for 2-D
+  std::string split = "train";
+  int64_t examples = 1000;
+  int64_t batch_size = 100;
+  bool include_bias_bn = false;
+  uint64_t seed = 0;
+  uint64_t sample_seed = 0;
+  std::string data_dir = data::default_fashion_mnist_dir();
+  std::string out;
+  int threads = 0;
+  std::string progress = "auto";
+  std::vector<std::string> formats{"svg", "png"};
+};
+
+std::string checkpoint_path(const std::string& p) {
+  return fs::is_directory(p) ? (fs::path(p) / "model.ckpt").string() : p;
+}
+
+// Mean cross-entropy and accuracy of the model on `data` in eval mode, batch by batch.
+geometry::PointValue evaluate(const models::Model& model, const data::Dataset& data, int64_t batch_size) {
+  torch::NoGradGuard no_grad;
+  double loss = 0, correct = 0;
+  for (int64_t begin = 0; begin < data.size(); begin += batch_size) {
+    const int64_t end = std::min(data.size(), begin + batch_size);
+    const at::Tensor logits = model.forward(data.inputs.slice(0, begin, end));
+    const at::Tensor y = data.targets.slice(0, begin, end);
+    loss += torch::nn::functional::cross_entropy(logits, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
+                .item<double>();
+    correct += logits.argmax(1).eq(y).sum().item<double>();
+  }
+  return {loss / static_cast<double>(data.size()), correct / static_cast<double>(data.size())};
+}
+
+// Rows already in landscape.csv: (model, grid index) → (loss, accuracy).
+std::map<std::pair<std::string, int64_t>, std::pair<double, double>> read_rows(const fs::path& csv) {
+  std::map<std::pair<std::string, int64_t>, std::pair<double, double>> rows;
+  std::ifstream in(csv);
+  std::string line;
+  std::getline(in, line);  // header
+  while (std::getline(in, line)) {
+    std::stringstream cells(line);
+    std::string model, index, x, y, loss, acc;
+    if (!std::getline(cells, model, ',') || !std::getline(cells, index, ',') || !std::getline(cells, x, ',') ||
+        !std::getline(cells, y, ',') || !std::getline(cells, loss, ',') || !std::getline(cells, acc))
+      continue;  // a row cut by a kill: measured again
+    try {
+      rows[{model, std::stoll(index)}] = {std::stod(loss), std::stod(acc)};
+    } catch (const std::exception&) {
+    }
+  }
+  return rows;
+}
+
+int run_landscape(const LandscapeArgs& a) {
+  const auto t0 = std::chrono::steady_clock::now();
+  check(!a.checkpoints.empty(), "--checkpoint: give at least one model");
+  check(a.labels.empty() || a.labels.size() == a.checkpoints.size(),
+        "--labels: one per --checkpoint (" + std::to_string(a.checkpoints.size()) + ")");
+  const bool line = !a.to.empty();
+  check(!line || (a.checkpoints.size() == 1 && a.dims == 1), "--to: one --checkpoint and --dims 1 (the line from it to --to)");
+  std::vector<double> range = a.range;
+  if (range.empty()) range = line ? std::vector<double>{-0.5, 1.5} : std::vector<double>{-1.0, 1.0};
+  check(range.size() == 2 && range[0] < range[1], "--range: two numbers lo,hi with lo < hi");
+  const int64_t points = a.points > 0 ? a.points : (a.dims == 2 ? 21 : 41);
+  const std::vector<double> xs = geometry::linspace(range[0], range[1], points);
+  const std::vector<double> ys = a.dims == 2 ? xs : std::vector<double>{};
+
+  const std::string out = a.out.empty() ? (fs::path(checkpoint_path(a.checkpoints[0])).parent_path() / "landscape").string() : a.out;
+  fs::create_directories(out);
+  std::vector<std::string> labels = a.labels;
+  for (size_t i = labels.size(); i < a.checkpoints.size(); ++i)
+    labels.push_back(fs::path(checkpoint_path(a.checkpoints[i])).parent_path().filename().string());
+
+  // The settings that make a grid; a rerun with the same ones continues it, other ones are refused.
+  json settings = {{"checkpoints", a.checkpoints}, {"labels", labels},     {"to", a.to},
+                   {"dims", a.dims},               {"xs", xs},             {"ys", ys},
+                   {"split", a.split},             {"examples", a.examples}, {"include_bias_bn", a.include_bias_bn},
+                   {"seed", a.seed},               {"sample_seed", a.sample_seed}};
+  const fs::path settings_path = fs::path(out) / "landscape.json", csv_path = fs::path(out) / "landscape.csv";
+  auto rows = read_rows(csv_path);
+  if (fs::exists(settings_path) && !rows.empty()) {
+    std::ifstream in(settings_path);
+    const json old = json::parse(in, nullptr, false);
+    check(!old.is_discarded() && old.value("settings", json()) == settings,
+          out + " holds a landscape with other settings; use another --out (or delete it)");
+  }
+  training::write_text_file(settings_path.string(), json{{"command", "landscape"}, {"settings", settings}}.dump(2) + "\n");
+  const bool fresh = rows.empty();
+  std::ofstream csv(csv_path, fresh ? std::ios::trunc : std::ios::app);
+  if (fresh) csv << "model,index,x,y,loss,accuracy\n" << std::flush;
+
+  training::Progress progress(training::parse_progress_mode(a.progress));
+  const int64_t per_model = static_cast<int64_t>(xs.size() * std::max<size_t>(1, ys.size()));
+  std::vector<reports::LandscapeGrid> grids;
+  for (size_t m = 0; m < a.checkpoints.size(); ++m) {
+    const std::string path = checkpoint_path(a.checkpoints[m]);
+    training::CheckpointContents ck = training::load_checkpoint(path);
+    set_num_threads(a.threads > 0 ? a.threads
+                                  : models::default_num_threads(ck.spec, static_cast<int>(std::thread::hardware_concurrency())));
+    const Data d = rebuild_data(ck, a.data_dir, path);
+    const data::Dataset sample = geometry::sample_examples(checked_split(d, a.split, ck, path), a.examples, a.sample_seed);
+    std::vector<at::Tensor> params;
+    for (const auto& p : geometry::trainable_parameters(*ck.model.module())) params.push_back(p.tensor);
+    geometry::Direction d1, d2;
+    if (line) {
+      training::CheckpointContents other = training::load_checkpoint(checkpoint_path(a.to));
+      std::vector<at::Tensor> target;
+      for (const auto& p : geometry::trainable_parameters(*other.model.module())) target.push_back(p.tensor);
+      d1 = geometry::difference_direction(params, target);
+    } else {
+      d1 = geometry::random_direction(params, a.seed, 0, a.include_bias_bn);
+      if (a.dims == 2) d2 = geometry::random_direction(params, a.seed, 1, a.include_bias_bn);
+    }
+    reports::LandscapeGrid grid{labels[m], xs, ys.empty() ? std::vector<double>{0.0} : ys,
+                                std::vector<double>(per_model, kNaN), std::vector<double>(per_model, kNaN)};
+    std::set<int64_t> skip;
+    for (const auto& [key, value] : rows)
+      if (key.first == labels[m] && key.second < per_model) {
+        skip.insert(key.second);
+        grid.loss[key.second] = value.first;
+        grid.accuracy[key.second] = value.second;
+      }
+    progress.line("flatmin landscape: " + labels[m] + " (" + path + ") | " + std::to_string(sample.size()) + " " +
+                  a.split + " examples | " + std::to_string(per_model) + " points" +
+                  (skip.empty() ? "" : ", " + std::to_string(skip.size()) + " already measured"));
+    ck.model.module()->eval();
+    int64_t done = static_cast<int64_t>(skip.size());
+    progress.start(labels[m], per_model);
+    geometry::landscape(params, d1, d2, [&] { return evaluate(ck.model, sample, a.batch_size); },
+                        geometry::LandscapeOptions().xs(xs).ys(ys).skip(skip).on_point(
+                            [&](int64_t index, const geometry::LandscapePoint& p) {
+                              char row[200];
+                              std::snprintf(row, sizeof row, "%.17g,%.17g,%.17g,%.17g\n", p.x, p.y, p.loss, p.accuracy);
+                              csv << labels[m] << ',' << index << ',' << row << std::flush;
+                              grid.loss[static_cast<size_t>(index)] = p.loss;
+                              grid.accuracy[static_cast<size_t>(index)] = p.accuracy;
+                              progress.update(++done, "loss " + format_number(p.loss, "%.4g"));
+                            }));
+    grids.push_back(std::move(grid));
+  }
+  std::vector<std::string> warnings;
+  const std::string x_label = line ? "t (0: " + labels[0] + ", 1: " + fs::path(checkpoint_path(a.to)).parent_path().filename().string() + ")"
+                                   : "α (filter-normalised direction 1)";
+  const auto figures = reports::write_landscape_plots(grids, out, "landscape", x_label, "β (filter-normalised direction 2)",
+                                                      reports::PlotOptions().formats(a.formats), warnings);
+  for (const auto& w : warnings) progress.line("warning: " + w);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  for (const auto& g : grids) {
+    // The loss at the origin (the model itself) and the largest rise on the grid: a one-line summary.
+    double at_origin = kNaN, highest = -std::numeric_limits<double>::infinity();
+    for (size_t iy = 0; iy < g.ys.size(); ++iy)
+      for (size_t ix = 0; ix < g.xs.size(); ++ix) {
+        const double v = g.loss[iy * g.xs.size() + ix];
+        if (std::abs(g.xs[ix]) < 1e-12 && std::abs(g.ys[iy]) < 1e-12) at_origin = v;
+        if (std::isfinite(v)) highest = std::max(highest, v);
+      }
+    progress.line(g.label + ": loss " + format_number(at_origin, "%.4g") + " at the model, at most " +
+                  format_number(highest, "%.4g") + " on the grid");
+  }
+  progress.line("wrote " + csv_path.string() + " and " + std::to_string(figures.size()) + " figure(s) in " + out + " (" +
+                format_number(seconds, "%.1f") + " s)");
+  return 0;
+}
+
+}  // namespace
+
+Action add_landscape_command(CLI::App& app) {
+  auto args = std::make_shared<LandscapeArgs>();
+  CLI::App* cmd = app.add_subcommand("landscape", "Loss landscapes of trained models (Li et al. 2018), 1-D or 2-D, or along the line between two");
+  cmd->footer(
+      "Random directions are Gaussian, drawn from --seed (the same for every model of one architecture) and\n"
+      "normalised filter by filter to each model's weights; biases and BatchNorm parameters get a zero direction\n"
+      "unless --include-bias-bn. Every point is written to OUT/landscape.csv as it is measured; rerunning the\n"
+      "same command continues an interrupted grid. Figures: OUT/landscape-*.{gp,dat,svg,png}.\n\n"
+      "  flatmin landscape --checkpoint runs/sgd,runs/nso --labels sgd,nso          # 1-D, one line per model\n"
+      "  flatmin landscape --checkpoint runs/nso --dims 2 --points 21 --out runs/nso/plane\n"
+      "  flatmin landscape --checkpoint runs/sgd --to runs/nso                      # the line between two minima");
+  cmd->add_option("--checkpoint", args->checkpoints, "model.ckpt files or run directories, comma-separated")
+      ->required()
+      ->delimiter(',');
+  cmd->add_option("--labels", args->labels, "Names of the models in the figures (default: their run directories)")->delimiter(',');
+  cmd->add_option("--to", args->to, "A second model: the landscape along the line from --checkpoint (t = 0) to it (t = 1)");
+  cmd->add_option("--dims", args->dims, "1 or 2 random directions")->check(CLI::IsMember({1, 2}));
+  cmd->add_option("--range", args->range, "lo,hi of each axis (default -1,1; with --to -0.5,1.5)")->delimiter(',')->expected(2);
+  cmd->add_option("--points", args->points, "Points per axis (default 41 for 1-D, 21 for 2-D)")->check(integer_in(2, 100000));
+  cmd->add_option("--split", args->split, "train | val | test")->check(CLI::IsMember({"train", "val", "test"}));
+  cmd->add_option("--examples", args->examples, "Random examples of the split (0 = all)")->check(integer_in(0));
+  cmd->add_option("--batch-size", args->batch_size, "Examples per forward pass")->check(integer_in(1, 1048576));
+  cmd->add_flag("--include-bias-bn", args->include_bias_bn, "Move biases and BatchNorm parameters too (normalised as one filter each)");
+  cmd->add_option("--seed", args->seed, "Seed of the directions");
+  cmd->add_option("--sample-seed", args->sample_seed, "Seed of the examples drawn from the split");
+  cmd->add_option("--data-dir", args->data_dir, "Directory of the IDX files (env FLATMIN_DATA_DIR)");
+  cmd->add_option("--out", args->out, "Output directory (default: landscape/ next to the first checkpoint)");
+  cmd->add_option("--formats", args->formats, "svg and/or png")->delimiter(',')->check(CLI::IsMember({"svg", "png"}));
+  cmd->add_option("--threads", args->threads, "Intra-op threads (0 = 1 for mlp and cnn, all cores for resnet)")
+      ->check(integer_in(0, 1024));
+  cmd->add_option("--progress", args->progress, "auto | bar | lines | quiet")
+      ->check(CLI::IsMember({"auto", "bar", "lines", "quiet"}));
+  return [args] { return run_landscape(*args); };
+}
+
+}  // namespace flatmin::cli
