@@ -114,14 +114,15 @@ TEST(ShippedExperiments, MatrixSensingRunsTheSensingCommandOverSigmaAndLearningR
 
 TEST(ShippedExperiments, CrsamCurvatureMeasuresBothSplitsEveryTwoEpochsButNotWhilePretraining) {
   const fx::Plan plan = plan_of("crsam-curvature");
-  ASSERT_EQ(plan.runs.size(), 1u + 3 * 3);
+  ASSERT_EQ(plan.runs.size(), 1u + 4 * 3);  // SGD, SAM, CR-SAM, NSO × 3 seeds
   EXPECT_EQ(option(plan.runs[0], "geometry-every"), "0");
   for (size_t i = 1; i < plan.runs.size(); ++i) {
     EXPECT_EQ(option(plan.runs[i], "geometry-every"), "2");
     EXPECT_EQ(option(plan.runs[i], "geometry-splits"), "train,test");
     EXPECT_NE(option(plan.runs[i], "geometry-measures").find("ratio"), std::string::npos);
   }
-  EXPECT_EQ(option(plan.runs.back(), "rho"), option(plan.runs[4], "rho"));  // CR-SAM and SAM: the same radius
+  EXPECT_EQ(option(plan.runs[7], "method"), "crsam");
+  EXPECT_EQ(option(plan.runs[7], "rho"), option(plan.runs[4], "rho"));  // CR-SAM and SAM: the same radius
 }
 
 TEST(ShippedExperiments, EveryQuickFormIsSmall) {
