@@ -79,7 +79,7 @@ Objective Objective::for_model(const models::Model& model, const data::Dataset& 
   const int64_t n = data.size();
   check(n >= 1, "Objective: the dataset is empty");
   check(data.inputs.defined() && data.inputs.size(0) == n, "Objective: inputs and targets differ in count");
-  training::LossFn loss_fn = options.loss();
+  models::LossFn loss_fn = options.loss();
   if (!loss_fn)
     loss_fn = [](const at::Tensor& logits, const at::Tensor& targets) {
       return torch::nn::functional::cross_entropy(logits, targets);

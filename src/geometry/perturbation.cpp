@@ -49,7 +49,7 @@ GapResult perturbation_gap(const Objective& objective, const GapOptions& options
   const auto& anchor = scope.anchor();
   const auto& params = objective.parameters();
   r.loss = objective.value();
-  training::Progress* progress = options.progress();
+  Progress* progress = options.progress();
   const int64_t total = static_cast<int64_t>(options.sigmas().size()) * options.draws();
   if (progress) progress->start("perturbation gap", total);
   int64_t done = 0;

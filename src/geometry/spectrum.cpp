@@ -60,7 +60,7 @@ struct LanczosState {
 /// Lanczos with full reorthogonalisation (classical Gram–Schmidt, twice) from the unit vector q0. After each
 /// step, `done(state)` may stop the iteration.
 LanczosState lanczos(HessianOperator& hessian, const at::Tensor& q0, int64_t max_steps,
-                     const std::function<bool(const LanczosState&)>& done, training::Progress* progress,
+                     const std::function<bool(const LanczosState&)>& done, Progress* progress,
                      int64_t progress_offset) {
   LanczosState s;
   const int64_t m = std::min(max_steps, hessian.dim());
@@ -214,7 +214,7 @@ TraceResult hutchpp_trace(HessianOperator& hessian, const HutchppOptions& option
   const int64_t products_before = hessian.products();
   const int64_t sketch = std::min<int64_t>(options.hvps() / 3, objective.dim());
   const int64_t remainder = options.hvps() - 2 * sketch;
-  training::Progress* progress = options.progress();
+  Progress* progress = options.progress();
   if (progress) progress->start("Hutch++", options.hvps());
   int64_t done = 0;
   // Q = orth(H·S), S Rademacher [dim, sketch].

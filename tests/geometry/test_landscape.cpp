@@ -46,8 +46,10 @@ TEST(Landscape, EveryFilterOfADirectionHasTheNormOfTheWeightsFilter) {
   EXPECT_GT(filters, 10);
   // With include_1d, a bias vector is one filter: its norm too.
   const Direction all = random_direction(w, 7, 0, /*include_1d=*/true);
-  for (size_t i = 0; i < w.size(); ++i)
-    if (w[i].dim() == 1) EXPECT_NEAR(all[i].norm().item<double>(), w[i].norm().item<double>(), 1e-5 * (1 + w[i].norm().item<double>()));
+  for (size_t i = 0; i < w.size(); ++i) {
+    if (w[i].dim() != 1) continue;
+    EXPECT_NEAR(all[i].norm().item<double>(), w[i].norm().item<double>(), 1e-5 * (1 + w[i].norm().item<double>()));
+  }
 }
 
 TEST(Landscape, TheSameSeedGivesTheSameRawDirectionForEveryModel) {

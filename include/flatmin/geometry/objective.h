@@ -28,7 +28,7 @@
 
 #include "flatmin/data/dataset.h"
 #include "flatmin/models/models.h"
-#include "flatmin/training/trainer.h"
+#include "flatmin/models/loss_fn.h"
 
 namespace torch::nn {
 class Module;
@@ -49,7 +49,7 @@ struct ObjectiveOptions {
   /// Hessian-vector product 6.5x slower (its activations exceed glibc's mmap ceiling; docs/PERFORMANCE.md).
   TORCH_ARG(int64_t, batch_size) = 100;
   /// Per-batch mean loss of (logits, targets); cross-entropy when empty.
-  TORCH_ARG(training::LossFn, loss) = nullptr;
+  TORCH_ARG(models::LossFn, loss) = nullptr;
   /// Put the model in eval mode while measuring (BatchNorm uses its running statistics, Dropout is off).
   TORCH_ARG(bool, eval_mode) = true;
 };

@@ -13,7 +13,7 @@
 #include "flatmin/geometry/objective.h"
 #include "flatmin/geometry/spectrum.h"
 #include "flatmin/noise/noise.h"
-#include "flatmin/training/progress.h"
+#include "flatmin/core/progress.h"
 
 namespace flatmin::geometry {
 

@@ -15,12 +15,12 @@
 #include <torch/arg.h>
 
 #include "flatmin/geometry/objective.h"
-#include "flatmin/training/progress.h"
+#include "flatmin/core/progress.h"
 
 namespace flatmin::geometry {
 
 /// Progress reporting for long work (nullptr = none). A typedef: TORCH_ARG pastes `const T&`.
-using ProgressPtr = training::Progress*;
+using ProgressPtr = Progress*;
 
 // ------------------------------------------------------------------------------------------------ trace
 

@@ -7,10 +7,12 @@
 #include <ATen/Tensor.h>
 #include <torch/arg.h>
 
+#include "flatmin/models/loss_fn.h"
+
 namespace flatmin::training {
 
-/// loss(logits [N, K], targets [N] int64) → a scalar.
-using LossFn = std::function<at::Tensor(const at::Tensor& logits, const at::Tensor& targets)>;
+/// loss(logits [N, K], targets [N] int64) → a scalar (models/loss_fn.h).
+using LossFn = models::LossFn;
 
 struct LossOptions {
   /// Label smoothing ε in [0, 1) (Szegedy et al. 2016; the NSO paper's grid: 0.1, 0.2, 0.3). 0 = plain

@@ -1,38 +1,10 @@
 #pragma once
-/// Progress on long work: a one-line bar redrawn in place on a terminal; elsewhere (CI, pipes, files)
-/// only the permanent lines, so logs stay readable.
+/// The progress display moved to core (flatmin/core/progress.h) so that geometry can use it without depending
+/// on training; these names keep the training-side spelling working.
 
-#include <chrono>
-#include <cstdint>
-#include <iosfwd>
-#include <string>
+#include "flatmin/core/progress.h"
 
 namespace flatmin::training {
-
-class Progress {
- public:
-  enum class Mode { kAuto, kBar, kLines, kQuiet };
-  /// kAuto: a bar when `out` is std::cerr/std::cout attached to a terminal, else plain lines.
-  explicit Progress(Mode mode = Mode::kAuto, std::ostream* out = nullptr);
-
-  /// Starts a task of `total` units labelled `label` ("epoch 3/10").
-  void start(const std::string& label, int64_t total);
-  /// Redraws the bar (at most every 100 ms); a no-op without a bar.
-  void update(int64_t done, const std::string& status = "");
-  /// Clears the bar and prints `line` for good (suppressed in quiet mode).
-  void line(const std::string& line);
-  bool has_bar() const { return mode_ == Mode::kBar; }
-
- private:
-  Mode mode_;
-  std::ostream* out_;
-  std::string label_;
-  int64_t total_ = 0;
-  std::chrono::steady_clock::time_point started_, last_draw_;
-  bool drawn_ = false;
-};
-
-/// "auto" | "bar" | "lines" | "quiet"; throws flatmin::Error otherwise.
-Progress::Mode parse_progress_mode(const std::string& name);
-
+using flatmin::parse_progress_mode;
+using flatmin::Progress;
 }  // namespace flatmin::training

@@ -1,4 +1,4 @@
-#include "flatmin/training/progress.h"
+#include "flatmin/core/progress.h"
 
 #include <unistd.h>
 
@@ -9,7 +9,7 @@
 
 #include "flatmin/core/error.h"
 
-namespace flatmin::training {
+namespace flatmin {
 namespace {
 
 bool is_terminal(const std::ostream* out) {
@@ -71,4 +71,4 @@ Progress::Mode parse_progress_mode(const std::string& name) {
   throw Error("unknown progress mode '" + name + "' (valid: auto, bar, lines, quiet)");
 }
 
-}  // namespace flatmin::training
+}  // namespace flatmin
