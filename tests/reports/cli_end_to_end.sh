@@ -27,7 +27,9 @@ grep -qF "test accuracy +0.50 points" "$dir/stdout" || fail "the summary lacks t
 
 figures=()
 for task in fm5-50 c10_5; do
-  for kind in test-acc test-loss final-acc trace lambda1 trace-epochs lambda1-epochs; do figures+=("$task-$kind"); done
+  for kind in test-acc test-loss train-loss loss-gap final-acc trace lambda1 trace-epochs lambda1-epochs; do
+    figures+=("$task-$kind")
+  done
 done
 for f in "${figures[@]}"; do
   for ext in dat gp svg png; do [ -s "$out/plots/$f.$ext" ] || fail "no $out/plots/$f.$ext"; done
