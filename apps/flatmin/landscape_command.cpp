@@ -222,14 +222,20 @@ Action add_landscape_command(CLI::App& app) {
       "  flatmin landscape --checkpoint runs/sgd,runs/nso --labels sgd,nso          # 1-D, one line per model\n"
       "  flatmin landscape --checkpoint runs/nso --dims 2 --points 21 --out runs/nso/plane\n"
       "  flatmin landscape --checkpoint runs/sgd --to runs/nso                      # the line between two minima");
+  cmd->option_defaults()->always_capture_default();
   cmd->add_option("--checkpoint", args->checkpoints, "model.ckpt files or run directories, comma-separated")
       ->required()
       ->delimiter(',');
   cmd->add_option("--labels", args->labels, "Names of the models in the figures (default: their run directories)")->delimiter(',');
   cmd->add_option("--to", args->to, "A second model: the landscape along the line from --checkpoint (t = 0) to it (t = 1)");
   cmd->add_option("--dims", args->dims, "1 or 2 random directions")->check(CLI::IsMember({1, 2}));
-  cmd->add_option("--range", args->range, "lo,hi of each axis (default -1,1; with --to -0.5,1.5)")->delimiter(',')->expected(2);
-  cmd->add_option("--points", args->points, "Points per axis (default 41 for 1-D, 21 for 2-D)")->check(integer_in(2, 100000));
+  cmd->add_option("--range", args->range, "lo,hi of each axis")
+      ->delimiter(',')
+      ->expected(2)
+      ->default_str("-1,1 (with --to: -0.5,1.5)");
+  cmd->add_option("--points", args->points, "Points per axis")
+      ->check(integer_in(2, 100000))
+      ->default_str("41 (1-D), 21 (2-D)");
   cmd->add_option("--split", args->split, "train | val | test")->check(CLI::IsMember({"train", "val", "test"}));
   cmd->add_option("--examples", args->examples, "Random examples of the split (0 = all)")->check(integer_in(0));
   cmd->add_option("--batch-size", args->batch_size, "Examples per forward pass")->check(integer_in(1, 1048576));

@@ -164,6 +164,7 @@ Action add_sensing_command(CLI::App& app) {
       "interpolation). Exit code 3 when the loss diverges.\n\n"
       "  flatmin sensing --method gd --lr 1e-4\n"
       "  flatmin sensing --method nso --sigma 0.008 --lr 1e-4 --seed 1 --out runs/sensing-nso");
+  cmd->option_defaults()->always_capture_default();
   const std::string problem = "Problem";
   cmd->add_option("--dimension,-d", args->dimension, "d: U and X* are d×d")->check(integer_in(1, 2000))->group(problem);
   cmd->add_option("--rank,-r", args->rank, "r: the rank of X*")->check(integer_in(1, 2000))->group(problem);
