@@ -1,26 +1,31 @@
 #!/bin/sh
-# Loss landscapes of SGD, SAM, CR-SAM and NSO (CR-SAM's Figure 4): the seed-0 models of a crsam-curvature
-# sweep, along the same seeded filter-normalised directions — 1-D (one line per model), 2-D (contours and a
-# heat map per model) and the line from SGD's minimum to NSO's — on 1,000 training examples.
+# Loss landscapes of several trained models along the same seeded filter-normalised directions (CR-SAM's
+# Figure 4): 1-D (one line per model, 41 points on 1,000 training examples), 2-D (contours and a heat map per
+# model, 21 × 21 points on 500 examples) and the line from the first model to the last.
 #
-#   build/flatmin sweep experiments/crsam-curvature.toml --jobs 2
-#   scripts/landscapes.sh runs/crsam-curvature docs/results/landscapes
+#   scripts/landscapes.sh OUT LABEL=RUN_DIR LABEL=RUN_DIR ...
+#   scripts/landscapes.sh docs/results/landscapes sgd=runs/finetune/runs/fm5-100/sgd/default/seed0 \
+#       nso=runs/finetune/runs/fm5-100/nso/sigma=0.012/seed0
 #
-# Every landscape resumes where it stopped when the script is run again.
+# Every landscape resumes where it stopped when the script is run again with the same arguments.
 set -eu
-root=${1:-runs/crsam-curvature}
-out=${2:-docs/results/landscapes}
+out=${1:?usage: landscapes.sh OUT LABEL=RUN_DIR ...}
+shift
+[ $# -ge 1 ] || { echo "usage: landscapes.sh OUT LABEL=RUN_DIR ..." >&2; exit 2; }
 cli=${FLATMIN:-build/flatmin}
-models=""
-for m in sgd sam crsam nso; do
-  [ -f "$root/runs/$m/default/seed0/model.ckpt" ] || { echo "error: $root/runs/$m/default/seed0/model.ckpt not found (run the sweep first)" >&2; exit 1; }
-  models="$models${models:+,}$root/runs/$m/default/seed0"
+models="" labels="" first="" last="" first_label=""
+for pair in "$@"; do
+  label=${pair%%=*} dir=${pair#*=}
+  [ -f "$dir/model.ckpt" ] || { echo "error: $dir/model.ckpt not found" >&2; exit 1; }
+  models="$models${models:+,}$dir" labels="$labels${labels:+,}$label"
+  [ -n "$first" ] || { first=$dir; first_label=$label; }
+  last=$dir
 done
 mkdir -p "$out"
-"$cli" landscape --checkpoint "$models" --labels sgd,sam,crsam,nso --points 41 --range -1,1 --examples 1000 \
-  --progress lines --out "$out/1d"
-"$cli" landscape --checkpoint "$models" --labels sgd,sam,crsam,nso --dims 2 --points 21 --range -1,1 --examples 500 \
+"$cli" landscape --checkpoint "$models" --labels "$labels" --points 41 --range -1,1 --examples 1000 --progress lines \
+  --out "$out/1d"
+"$cli" landscape --checkpoint "$models" --labels "$labels" --dims 2 --points 21 --range -1,1 --examples 500 \
   --progress lines --out "$out/2d"
-"$cli" landscape --checkpoint "$root/runs/sgd/default/seed0" --to "$root/runs/nso/default/seed0" --labels sgd \
-  --points 41 --examples 1000 --progress lines --out "$out/sgd-to-nso"
+[ "$first" = "$last" ] || "$cli" landscape --checkpoint "$first" --labels "$first_label" --to "$last" --points 41 \
+  --examples 1000 --progress lines --out "$out/line"
 echo "landscapes in $out"
