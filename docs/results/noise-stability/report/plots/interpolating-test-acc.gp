@@ -1,0 +1,19 @@
+# flatmin report: interpolating: test accuracy per epoch
+# Data: interpolating-test-acc.dat. Restyle here, then run `gnuplot interpolating-test-acc.gp` in this folder.
+set encoding utf8
+sd(c) = valid(c) ? column(c) : 0  # no spread (n = 1) draws no band / bar
+set title 'interpolating: test accuracy per epoch, mean ± 1 std over seeds'
+set xlabel 'epoch'
+set ylabel 'test accuracy (%)'
+set grid xtics ytics lc rgb '#dddddd'
+set key below horizontal
+set style fill transparent solid 0.18 noborder
+set border lc rgb '#555555'
+set terminal svg size 720,450 dynamic font 'sans,14' noenhanced background rgb 'white'
+set output 'interpolating-test-acc.svg'
+plot 'interpolating-test-acc.dat' index 0 using 1:($2-sd(3)):($2+sd(3)) with filledcurves lc rgb '#1f77b4' notitle, \
+     '' index 0 using 1:2 with linespoints lw 2 pt 7 ps 0.6 lc rgb '#1f77b4' title 'sgd'
+set terminal pngcairo size 1080,675 font 'sans,15' noenhanced background rgb 'white'
+set output 'interpolating-test-acc.png'
+replot
+unset output
