@@ -177,39 +177,59 @@ std::vector<std::string> extra_names(const RunRecord& r) {
   return names;
 }
 
+// Items grouped by a key, the keys in first-seen order (tables and columns keep the runs' order).
+template <typename Key, typename Item>
+struct FirstSeenGroups {
+  std::vector<Key> keys;
+  std::map<Key, std::vector<Item>> items;
+  void add(const Key& key, Item item) {
+    auto [it, inserted] = items.try_emplace(key);
+    if (inserted) keys.push_back(key);
+    it->second.push_back(std::move(item));
+  }
+};
+
 // Per noise law and σ, over the runs that measured them (matched by law name and σ, in first-seen order).
 std::vector<GapSummary> mean_gaps(const std::vector<const RunRecord*>& runs) {
+  FirstSeenGroups<std::string, const GapTable*> by_law;
+  for (const RunRecord* r : runs)
+    for (const GapTable& t : r->gaps) by_law.add(t.law, &t);
   std::vector<GapSummary> out;
-  for (const RunRecord* r : runs) {
-    for (const GapTable& t : r->gaps) {
-      if (std::any_of(out.begin(), out.end(), [&](const GapSummary& s) { return s.law == t.law; })) continue;
-      GapSummary s;
-      s.law = t.law;
-      std::vector<const GapTable*> same;
-      for (const RunRecord* o : runs)
-        for (const GapTable& u : o->gaps)
-          if (u.law == t.law) same.push_back(&u);
-      auto over = [&](auto get) {
-        std::vector<double> v;
-        for (const GapTable* u : same) v.push_back(get(*u));
-        return mean_std(v);
-      };
-      s.loss = over([](const GapTable& u) { return u.loss; });
-      s.trace = over([](const GapTable& u) { return u.trace; });
-      s.rss = over([](const GapTable& u) { return u.rss; });
-      for (const GapPoint& p : t.rows) {
-        std::vector<double> gap, se, predicted, relative;
-        for (const GapTable* u : same)
-          for (const GapPoint& q : u->rows)
-            if (q.sigma == p.sigma) {
-              gap.push_back(q.gap), se.push_back(q.gap_std_error), predicted.push_back(q.predicted);
-              relative.push_back(q.relative_error);
-            }
-        s.rows.push_back({p.sigma, mean_std(gap), mean_std(se), mean_std(predicted), mean_std(relative)});
+  for (const std::string& law : by_law.keys) {
+    const std::vector<const GapTable*>& tables = by_law.items.at(law);
+    auto over = [&](auto get) {
+      std::vector<double> v;
+      for (const GapTable* t : tables) v.push_back(get(*t));
+      return mean_std(v);
+    };
+    GapSummary s;
+    s.law = law;
+    s.loss = over([](const GapTable& t) { return t.loss; });
+    s.trace = over([](const GapTable& t) { return t.trace; });
+    s.rss = over([](const GapTable& t) { return t.rss; });
+    FirstSeenGroups<double, const GapPoint*> by_sigma;
+    for (const GapTable* t : tables)
+      for (const GapPoint& p : t->rows) by_sigma.add(p.sigma, &p);
+    for (double sigma : by_sigma.keys) {
+      std::vector<double> gap, se, predicted, relative;
+      for (const GapPoint* p : by_sigma.items.at(sigma)) {
+        gap.push_back(p->gap), se.push_back(p->gap_std_error), predicted.push_back(p->predicted);
+        relative.push_back(p->relative_error);
       }
-      out.push_back(std::move(s));
+      s.rows.push_back({sigma, mean_std(gap), mean_std(se), mean_std(predicted), mean_std(relative)});
     }
+    out.push_back(std::move(s));
   }
+  return out;
+}
+
+// RunRecord::extra over the runs, by name in first-seen order (a run without a quantity does not count).
+std::vector<std::pair<std::string, MeanStd>> mean_extra(const std::vector<const RunRecord*>& runs) {
+  FirstSeenGroups<std::string, double> by_name;
+  for (const RunRecord* r : runs)
+    for (const auto& entry : r->extra) by_name.add(entry.first, entry.second);
+  std::vector<std::pair<std::string, MeanStd>> out;
+  for (const std::string& name : by_name.keys) out.emplace_back(name, mean_std(by_name.items.at(name)));
   return out;
 }
 
@@ -434,14 +454,7 @@ Report aggregate(const Sweep& sweep) {
         g.seconds = over_runs(done, [](const RunRecord& r) { return r.seconds; });
         g.curve = mean_curve(done);
         g.gaps = mean_gaps(done);
-        for (const RunRecord* r : done)
-          for (const auto& [name, value] : r->extra)
-            if (std::none_of(g.extra.begin(), g.extra.end(), [&](const auto& e) { return e.first == name; }))
-              g.extra.emplace_back(name, over_runs(done, [&, n = name](const RunRecord& o) {
-                                     for (const auto& [k, v] : o.extra)
-                                       if (k == n) return v;
-                                     return kNaN;
-                                   }));
+        g.extra = mean_extra(done);
         report.groups.push_back(std::move(g));
       }
     }
