@@ -43,6 +43,15 @@ std::string gp_string(const std::string& s) {
   return out + "'";
 }
 
+// Quantities over several orders of magnitude (matrix sensing's losses, a landscape's loss far from the
+// minimum) get a logarithmic axis: all positive, the largest over 1,000 times the smallest.
+bool wants_log_axis(const std::vector<double>& values) {
+  double lowest = std::numeric_limits<double>::infinity(), highest = 0;
+  for (double v : values)
+    if (std::isfinite(v)) lowest = std::min(lowest, v), highest = std::max(highest, v);
+  return lowest > 0 && highest > 1e3 * lowest;
+}
+
 // One line of a .dat file's header comment (no line breaks may slip into the data).
 std::string comment(const std::string& s) {
   std::string out = s;
@@ -219,14 +228,10 @@ class PlotWriter {
         << comment("one block per method (gnuplot: index i); columns: epoch mean std n");
     int block = 0;
     int64_t last_epoch = 0;
-    // Quantities over several orders of magnitude (matrix sensing's losses) get a logarithmic axis.
-    double lowest = std::numeric_limits<double>::infinity(), highest = 0;
+    std::vector<double> means;
     for (const Series& s : series)
-      for (const CurvePoint& p : s.group->curve) {
-        const double m = get(p).mean * scale;
-        if (std::isfinite(m)) lowest = std::min(lowest, m), highest = std::max(highest, m);
-      }
-    const bool log_y = lowest > 0 && highest > 1e3 * lowest;
+      for (const CurvePoint& p : s.group->curve) means.push_back(get(p).mean * scale);
+    const bool log_y = wants_log_axis(means);
     for (const Series& s : series) {
       std::ostringstream rows;
       for (const CurvePoint& p : s.group->curve) {
@@ -321,6 +326,9 @@ class PlotWriter {
     std::ostringstream dat, plot;
     dat << comment(quantity + " along the direction, one block per model (gnuplot: index i); columns: x value");
     int block = 0;
+    std::vector<double> all;
+    for (const LandscapeGrid& g : grids) all.insert(all.end(), g.loss.begin(), g.loss.end());
+    const bool log_y = !accuracy && wants_log_axis(all);  // the loss far from a minimum: decades above it
     for (const LandscapeGrid& g : grids) {
       dat << (block ? "\n\n" : "") << comment("index " + std::to_string(block) + ": " + g.label);
       const std::vector<double>& values = accuracy ? g.accuracy : g.loss;
@@ -335,6 +343,7 @@ class PlotWriter {
     const std::string title = "loss landscape: " + quantity;
     const std::string settings = "set title " + gp_string(title) + "\nset xlabel " + gp_string(x_label) +
                                  "\nset ylabel " + gp_string(accuracy ? "accuracy (%)" : quantity) +
+                                 (log_y ? "\nset logscale y" : "") +
                                  "\nset grid xtics ytics lc rgb '#dddddd'\nset key below horizontal\n";
     emit("", stem, dat.str(), script(stem, title, settings, plot.str(), options_.formats()),
          title + " along the same seeded directions for every model.");

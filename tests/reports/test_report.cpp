@@ -307,6 +307,21 @@ TEST_F(ReportFakeSweep, NoiseStabilityTablesPerLawOverSeeds) {
   EXPECT_NE(gp.find("set logscale xy"), std::string::npos);
 }
 
+TEST(LandscapePlots, LossOverDecadesGetsALogAxisAccuracyNever) {
+  // 1-D: the loss from 0.06 at the minimum to 60 at the grid's edge (as trained networks at α = ±1).
+  const LandscapeGrid steep{"sgd", {-1, 0, 1}, {0.0}, {62.0, 0.06, 70.0}, {0.2, 0.99, 0.2}};
+  const LandscapeGrid flat{"nso", {-1, 0, 1}, {0.0}, {0.5, 0.1, 0.4}, {0.8, 0.99, 0.8}};
+  for (const auto& [grids, log_loss] : {std::pair{std::vector<LandscapeGrid>{steep, flat}, true},
+                                        std::pair{std::vector<LandscapeGrid>{flat}, false}}) {
+    TempDir out;
+    std::vector<std::string> warnings;
+    write_landscape_plots(grids, out.str(), "landscape", "α", "β", PlotOptions().gnuplot("/nonexistent/gnuplot"),
+                          warnings);
+    EXPECT_EQ(read(out / "landscape-loss.gp").find("set logscale y") != std::string::npos, log_loss);
+    EXPECT_EQ(read(out / "landscape-accuracy.gp").find("set logscale y"), std::string::npos);
+  }
+}
+
 TEST_F(ReportFakeSweep, HighlightComparedWithTheBestAndTheFlattestOtherMethod) {
   const Report report = aggregate(load());
   ASSERT_EQ(report.comparisons.size(), 2u);
