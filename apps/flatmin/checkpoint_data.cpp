@@ -24,7 +24,11 @@ data::Dataset normalized(data::Dataset d, const at::Tensor& mean, const at::Tens
 }  // namespace
 
 Data rebuild_data(const training::CheckpointContents& ck, const std::string& data_dir, const std::string& name) {
-  const data::TrainTest raw = data::load_fashion_mnist(data_dir);
+  return rebuild_data(ck, data::load_fashion_mnist(data_dir), data_dir, name);
+}
+
+Data rebuild_data(const training::CheckpointContents& ck, const data::TrainTest& raw, const std::string& data_dir,
+                  const std::string& name) {
   json config = json::object();
   try {
     if (!ck.config_json.empty()) config = json::parse(ck.config_json);

@@ -23,6 +23,9 @@ struct Data {
 /// the seed, split seed derive_seed(seed, kDataSplit)) and checked against the stored normalisation. Without a
 /// config: the full Fashion-MNIST train/test sets normalised with the stored statistics.
 Data rebuild_data(const training::CheckpointContents& ck, const std::string& data_dir, const std::string& name);
+/// The same from Fashion-MNIST already read from `data_dir` (commands that measure several checkpoints).
+Data rebuild_data(const training::CheckpointContents& ck, const data::TrainTest& raw, const std::string& data_dir,
+                  const std::string& name);
 
 /// The split named train | val | test of `d`, checked non-empty and against the model's input shape; throws
 /// flatmin::Error with one line otherwise. `path` names the checkpoint in messages.

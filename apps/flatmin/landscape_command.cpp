@@ -10,13 +10,13 @@
 #include <limits>
 #include <map>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
-#include <torch/nn/functional/loss.h>
 #include <torch/utils.h>
 
 #include "checkpoint_data.h"
@@ -30,6 +30,7 @@
 #include "flatmin/reports/plots.h"
 #include "flatmin/training/metrics_log.h"
 #include "flatmin/training/progress.h"
+#include "flatmin/training/trainer.h"
 
 namespace flatmin::cli {
 
@@ -61,21 +62,6 @@ struct LandscapeArgs {
 
 std::string checkpoint_path(const std::string& p) {
   return fs::is_directory(p) ? (fs::path(p) / "model.ckpt").string() : p;
-}
-
-// Mean cross-entropy and accuracy of the model on `data` in eval mode, batch by batch.
-geometry::PointValue evaluate(const models::Model& model, const data::Dataset& data, int64_t batch_size) {
-  torch::NoGradGuard no_grad;
-  double loss = 0, correct = 0;
-  for (int64_t begin = 0; begin < data.size(); begin += batch_size) {
-    const int64_t end = std::min(data.size(), begin + batch_size);
-    const at::Tensor logits = model.forward(data.inputs.slice(0, begin, end));
-    const at::Tensor y = data.targets.slice(0, begin, end);
-    loss += torch::nn::functional::cross_entropy(logits, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
-                .item<double>();
-    correct += logits.argmax(1).eq(y).sum().item<double>();
-  }
-  return {loss / static_cast<double>(data.size()), correct / static_cast<double>(data.size())};
 }
 
 // Rows already in landscape.csv: (model, grid index) → (loss, accuracy).
@@ -139,12 +125,14 @@ int run_landscape(const LandscapeArgs& a) {
   training::Progress progress(training::parse_progress_mode(a.progress));
   const int64_t per_model = static_cast<int64_t>(xs.size() * std::max<size_t>(1, ys.size()));
   std::vector<reports::LandscapeGrid> grids;
+  std::optional<data::TrainTest> raw;  // read once, split per checkpoint (each run's own split seed)
   for (size_t m = 0; m < a.checkpoints.size(); ++m) {
     const std::string path = checkpoint_path(a.checkpoints[m]);
     training::CheckpointContents ck = training::load_checkpoint(path);
     set_num_threads(a.threads > 0 ? a.threads
                                   : models::default_num_threads(ck.spec, static_cast<int>(std::thread::hardware_concurrency())));
-    const Data d = rebuild_data(ck, a.data_dir, path);
+    if (!raw) raw = data::load_fashion_mnist(a.data_dir);
+    const Data d = rebuild_data(ck, *raw, a.data_dir, path);
     const data::Dataset sample = geometry::sample_examples(checked_split(d, a.split, ck, path), a.examples, a.sample_seed);
     std::vector<at::Tensor> params;
     for (const auto& p : geometry::trainable_parameters(*ck.model.module())) params.push_back(p.tensor);
@@ -173,7 +161,10 @@ int run_landscape(const LandscapeArgs& a) {
     ck.model.module()->eval();
     int64_t done = static_cast<int64_t>(skip.size());
     progress.start(labels[m], per_model);
-    geometry::landscape(params, d1, d2, [&] { return evaluate(ck.model, sample, a.batch_size); },
+    geometry::landscape(params, d1, d2, [&] {
+                          const training::EvalResult r = training::evaluate(ck.model, sample, a.batch_size);
+                          return geometry::PointValue{r.loss, r.accuracy};
+                        },
                         geometry::LandscapeOptions().xs(xs).ys(ys).skip(skip).on_point(
                             [&](int64_t index, const geometry::LandscapePoint& p) {
                               char row[200];
