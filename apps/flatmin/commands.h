@@ -9,6 +9,10 @@ namespace flatmin::cli {
 
 using Action = std::function<int()>;
 
+/// Exit codes beyond 0 (done), 1 (error) and 2 (bad usage); `flatmin sweep` reads them from its runs.
+constexpr int kExitDiverged = 3;       ///< the loss became non-finite: the sweep records the run as diverged
+constexpr int kExitInterrupted = 130;  ///< stopped by SIGINT / SIGTERM after a checkpoint: resumable
+
 /// Adds `flatmin train`; the returned action runs it after parsing.
 Action add_train_command(CLI::App& app);
 

@@ -25,8 +25,6 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-constexpr int kExitDiverged = 3;  // as flatmin train: the sweep records the run as diverged
-
 struct SensingArgs {
   int64_t dimension = 100, rank = 5, measurements = 1000, test_measurements = 1000;
   std::string method = "nso";

@@ -210,7 +210,7 @@ class Sweep {
       if (!stopping) start_units(plan);
       if (running_.empty()) {
         report_end(plan, stopping);
-        return stopping ? 130 : (count(plan, RunStatus::kFailed) > 0 || blocked(plan) > 0 ? 1 : 0);
+        return stopping ? kExitInterrupted : (count(plan, RunStatus::kFailed) > 0 || blocked(plan) > 0 ? 1 : 0);
       }
       draw(plan);
       const ChildExit exit = wait_any_child();
@@ -357,11 +357,11 @@ class Sweep {
         else if (summary.is_object())
           outcome += "  val " + percent(summary.value("final_val_acc", 0.0)) + "  test " +
                      percent(summary.value("final_test_acc", 0.0));
-      } else if (g_sweep_stop || exit.exit_code == 130) {
+      } else if (g_sweep_stop || exit.exit_code == kExitInterrupted) {
         r.status = RunStatus::kInterrupted;  // its checkpoint is where the rerun resumes
         outcome = "interrupted";
       } else {
-        r.status = exit.exit_code == 3 ? RunStatus::kDiverged : RunStatus::kFailed;
+        r.status = exit.exit_code == kExitDiverged ? RunStatus::kDiverged : RunStatus::kFailed;
         r.exit_code = exit.exit_code;
         r.error = last_error_line(log);
         nlohmann::ordered_json s{{"status", experiments::to_string(r.status)},

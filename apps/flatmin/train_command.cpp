@@ -111,10 +111,6 @@ struct TrainArgs {
   double geometry_rho = 0.05;
 };
 
-// Exit codes beyond 0 (done), 1 (error) and 2 (bad usage).
-constexpr int kExitDiverged = 3;
-constexpr int kExitInterrupted = 130;
-
 // SIGINT / SIGTERM ask the run to stop after the current step (a second signal kills as usual).
 volatile std::sig_atomic_t g_stop_signal = 0;
 extern "C" void request_stop(int signal) {
