@@ -42,24 +42,27 @@ at::Tensor sensing_loss(const at::Tensor& u, const at::Tensor& a, const at::Tens
   return r.pow(2).sum() / (2.0 * static_cast<double>(a.size(0)));
 }
 
-double hessian_trace(const at::Tensor& u_in, const at::Tensor& a_in, const at::Tensor& y_in) {
+HessianTrace::HessianTrace(const at::Tensor& a, const at::Tensor& y)
+    : a_(a.to(torch::kFloat64)), y_(y.to(torch::kFloat64)), trace_a_(a_.diagonal(0, 1, 2).sum(1)) {}
+
+double HessianTrace::operator()(const at::Tensor& u_in) const {
   torch::NoGradGuard no_grad;
-  const at::Tensor u = u_in.to(torch::kFloat64), y = y_in.to(torch::kFloat64);
-  const int64_t n = a_in.size(0), d = u.size(0);
+  const at::Tensor u = u_in.to(torch::kFloat64), uu = torch::mm(u, u.t());
+  const int64_t n = a_.size(0), d = u.size(0);
   double sum = 0;
   // In chunks: S_i U for all i at once would be n × d × d more memory than the measurements themselves.
   const int64_t chunk = std::max<int64_t>(1, (int64_t{1} << 22) / (d * d));
   for (int64_t begin = 0; begin < n; begin += chunk) {
     const int64_t end = std::min(n, begin + chunk);
-    const at::Tensor a = a_in.slice(0, begin, end).to(torch::kFloat64);
-    const at::Tensor s = a + a.transpose(1, 2);
-    const at::Tensor r = measure(a, torch::mm(u, u.t())) - y.slice(0, begin, end);
-    const at::Tensor su = torch::matmul(s, u);
-    sum += su.pow(2).sum().item<double>() +
-           2.0 * static_cast<double>(d) * (r * a.diagonal(0, 1, 2).sum(1)).sum().item<double>();
+    const at::Tensor a = a_.slice(0, begin, end);
+    const at::Tensor r = measure(a, uu) - y_.slice(0, begin, end);
+    sum += torch::matmul(a + a.transpose(1, 2), u).pow(2).sum().item<double>() +
+           2.0 * static_cast<double>(d) * (r * trace_a_.slice(0, begin, end)).sum().item<double>();
   }
   return sum / static_cast<double>(n);
 }
+
+double hessian_trace(const at::Tensor& u, const at::Tensor& a, const at::Tensor& y) { return HessianTrace(a, y)(u); }
 
 double nuclear_norm(const at::Tensor& u) { return u.to(torch::kFloat64).pow(2).sum().item<double>(); }
 
@@ -85,6 +88,7 @@ RunResult run(const Problem& problem, const optim::MethodSpec& method, const Run
   optimizer->set_epoch(0, 1);
 
   RunResult result;
+  const HessianTrace trace_of(problem.a_train, problem.y_train);  // the float64 measurements, once per run
   auto record = [&](int64_t step) {
     torch::NoGradGuard no_grad;
     Point p;
@@ -93,7 +97,7 @@ RunResult run(const Problem& problem, const optim::MethodSpec& method, const Run
     p.train_loss = sensing_loss(u, problem.a_train, problem.y_train).item<double>();
     p.test_loss = sensing_loss(u, problem.a_test, problem.y_test).item<double>();
     p.recovery_error = recovery_error(u, problem.x_star);
-    p.hessian_trace = hessian_trace(u, problem.a_train, problem.y_train);
+    p.hessian_trace = trace_of(u);
     p.nuclear_norm = sensing::nuclear_norm(u);
     p.trace_over_nuclear = p.hessian_trace / p.nuclear_norm;
     result.points.push_back(p);

@@ -50,7 +50,18 @@ Problem make_problem(const ProblemOptions& options);
 /// L(U) = 1/(2n)·Σ(⟨A_i, UUᵀ⟩ − y_i)², differentiable in U.
 at::Tensor sensing_loss(const at::Tensor& u, const at::Tensor& a, const at::Tensor& y);
 
-/// Tr ∇²L(U) by the closed form above, in float64.
+/// Tr ∇²L(U) by the closed form above, in float64, for many U on the same measurements: holds a float64
+/// copy of them (and their traces tr A_i), made once.
+class HessianTrace {
+ public:
+  HessianTrace(const at::Tensor& a, const at::Tensor& y);
+  double operator()(const at::Tensor& u) const;
+
+ private:
+  at::Tensor a_, y_, trace_a_;
+};
+
+/// Tr ∇²L(U) by the closed form above, in float64 (one U: HessianTrace for several).
 double hessian_trace(const at::Tensor& u, const at::Tensor& a, const at::Tensor& y);
 
 /// ‖UUᵀ‖_* = ‖U‖_F² (UUᵀ is positive semi-definite).
