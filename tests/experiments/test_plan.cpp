@@ -193,15 +193,22 @@ TEST(ExperimentFile, JsonAndTomlGiveTheSameExperiment) {
   EXPECT_EQ(toml.to_json(), json.to_json());
 }
 
+namespace {
+
+// The error parse_experiment throws on `text` (read as bad.toml), or "no error".
+std::string parse_error(const std::string& text) {
+  try {
+    fx::parse_experiment(text, "bad.toml", true);
+  } catch (const flatmin::Error& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+}  // namespace
+
 TEST(ExperimentFile, ErrorsNameTheFileAndThePlace) {
-  auto message = [](const std::string& text) {
-    try {
-      fx::parse_experiment(text, "bad.toml", true);
-    } catch (const flatmin::Error& e) {
-      return std::string(e.what());
-    }
-    return std::string("no error");
-  };
+  const auto message = parse_error;
   EXPECT_NE(message("name = \"x\"\n[train]\nlr = [").find("bad.toml:3:"), std::string::npos);
   EXPECT_NE(message("name = \"x\"\nsedes = [0]").find("unknown key 'sedes'"), std::string::npos);
   EXPECT_NE(message("[train]\nlr = 0.1").find("name = \"...\" is required"), std::string::npos);
@@ -210,6 +217,18 @@ TEST(ExperimentFile, ErrorsNameTheFileAndThePlace) {
   EXPECT_NE(message("name = \"x\"\n[methods.sgd]\nmethod = \"sgd\"\n[report]\nhighlight = \"nso\"").find("highlight"),
             std::string::npos);
   EXPECT_NE(message("name = \"x\"\n[train]\nlr = { a = 1 }").find("train.lr"), std::string::npos);
+}
+
+TEST(ExperimentFile, CommandIsTrainOrSensing) {
+  const auto message = parse_error;
+  EXPECT_NE(message("name = \"x\"\ncommand = \"evaluate\"").find("not train or sensing"), std::string::npos);
+  EXPECT_NE(message("name = \"x\"\ncommand = \"sensing\"\n[measure]\nmeasures = \"trace\"").find("no [pretrain] or [measure]"),
+            std::string::npos);
+  EXPECT_EQ(fx::parse_experiment("name = \"x\"", "c.toml", true).command, "train");
+  // Absent from the normalised form for train: sweeps made before the key existed still match their file.
+  EXPECT_EQ(fx::parse_experiment("name = \"x\"", "c.toml", true).to_json().find("command"), std::string::npos);
+  EXPECT_NE(fx::parse_experiment("name = \"x\"\ncommand = \"sensing\"", "c.toml", true).to_json().find("sensing"),
+            std::string::npos);
 }
 
 TEST(ExperimentPlan, QuickAxesFirstKeepsEachAxisFirstValue) {
