@@ -14,6 +14,9 @@ inline std::string format_number(double value, const char* format) {
   return buffer;
 }
 
+/// A fraction as a percentage with two decimals ("93.70%").
+inline std::string percent(double fraction) { return format_number(100.0 * fraction, "%.2f") + "%"; }
+
 /// Now, as ISO 8601 UTC ("2026-11-24T23:59:48Z").
 inline std::string now_utc() {
   const std::time_t t = std::time(nullptr);

@@ -61,8 +61,6 @@ void install_stop_handlers() {
   sigaction(SIGTERM, &action, nullptr);
 }
 
-std::string percent(double fraction) { return format_number(100.0 * fraction, "%.2f") + "%"; }
-
 nlohmann::json read_json(const fs::path& path) {
   std::ifstream in(path);
   return nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);

@@ -118,12 +118,6 @@ extern "C" void request_stop(int signal) {
   std::signal(signal, SIG_DFL);
 }
 
-std::string percent(double fraction) {
-  char buffer[16];
-  std::snprintf(buffer, sizeof buffer, "%.2f%%", 100.0 * fraction);
-  return buffer;
-}
-
 std::string num(double value, const char* format = "%.4f") { return format_number(value, format); }
 
 training::RunConfig to_config(const TrainArgs& a) {
