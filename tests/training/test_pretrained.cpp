@@ -19,11 +19,11 @@ using flatmin::testing::blobs;
 
 namespace {
 
-std::string scratch_dir(const std::string& name) {
-  const auto dir = std::filesystem::temp_directory_path() / ("flatmin-test-" + name + "-" + std::to_string(::getpid()));
-  std::filesystem::remove_all(dir);
+// A fresh, existing scratch directory.
+std::string fresh_dir(const std::string& name) {
+  const std::string dir = flatmin::testing::scratch_dir(name);
   std::filesystem::create_directories(dir);
-  return dir.string();
+  return dir;
 }
 
 RunConfig config_for(const std::string& model, const std::string& method, uint64_t seed) {
@@ -51,7 +51,7 @@ std::string pretrain(const std::string& model, const std::string& dir) {
 // The test: lr = 0 leaves every pretrained weight bitwise unchanged, and the new head is the only
 // re-initialised tensor (here with NSO: its perturbations must be undone exactly too, and BatchNorm).
 TEST(Pretrained, LrZeroKeepsEveryPretrainedWeightAndOnlyTheHeadIsNew) {
-  const std::string dir = scratch_dir("pretrained-lr0");
+  const std::string dir = fresh_dir("pretrained-lr0");
   for (const std::string model : {"mlp", "resnet18"}) {
     const std::string path = pretrain(model, dir);
     const CheckpointContents pre = load_checkpoint(path);
@@ -78,7 +78,7 @@ TEST(Pretrained, LrZeroKeepsEveryPretrainedWeightAndOnlyTheHeadIsNew) {
 }
 
 TEST(Pretrained, SameClassesKeepTheHeadUnlessReset) {
-  const std::string dir = scratch_dir("pretrained-head");
+  const std::string dir = fresh_dir("pretrained-head");
   const std::string path = pretrain("mlp", dir);
   const CheckpointContents pre = load_checkpoint(path);
   RunConfig config = config_for("mlp", "sgd", 3);
@@ -96,7 +96,7 @@ TEST(Pretrained, SameClassesKeepTheHeadUnlessReset) {
 }
 
 TEST(Pretrained, KeepsThePretrainedNormalisationAndRecordsItInTheConfig) {
-  const std::string dir = scratch_dir("pretrained-norm");
+  const std::string dir = fresh_dir("pretrained-norm");
   const std::string path = pretrain("mlp", dir);
   const CheckpointContents pre = load_checkpoint(path);
   RunConfig config = config_for("mlp", "sgd", 3);
@@ -115,7 +115,7 @@ TEST(Pretrained, KeepsThePretrainedNormalisationAndRecordsItInTheConfig) {
 }
 
 TEST(Pretrained, FrozenParametersDoNotMoveAndTheOthersDo) {
-  const std::string dir = scratch_dir("pretrained-freeze");
+  const std::string dir = fresh_dir("pretrained-freeze");
   const std::string path = pretrain("mlp", dir);
   const CheckpointContents pre = load_checkpoint(path);
   RunConfig config = config_for("mlp", "sam", 3);
@@ -137,7 +137,7 @@ TEST(Pretrained, FrozenParametersDoNotMoveAndTheOthersDo) {
 }
 
 TEST(Pretrained, RejectsWrongShapedCorruptOrChangedInitFilesWithOneLine) {
-  const std::string dir = scratch_dir("pretrained-bad");
+  const std::string dir = fresh_dir("pretrained-bad");
   // A CNN built for 3-channel 32 px images cannot start a run on 1-channel 8 px blobs.
   torch::manual_seed(0);
   const models::ModelSpec rgb = models::ModelSpec().name("cnn").width(4).in_channels(3).image_size(32).num_classes(2);

@@ -19,14 +19,9 @@
 
 using namespace flatmin;
 using namespace flatmin::training;
+using flatmin::testing::scratch_dir;
 
 namespace {
-
-std::string scratch_dir(const std::string& name) {
-  const auto dir = std::filesystem::temp_directory_path() / ("flatmin-test-" + name + "-" + std::to_string(::getpid()));
-  std::filesystem::remove_all(dir);
-  return dir.string();
-}
 
 std::vector<std::string> read_lines(const std::string& path) {
   std::ifstream in(path);
