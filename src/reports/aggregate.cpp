@@ -63,11 +63,18 @@ std::vector<std::string> split_csv_line(const std::string& line) {
   return cells;
 }
 
+// A task-less experiment's runs (task "" in the manifest) are reported under one task named "default":
+// tables, figures and links need a name.
+std::string task_name(const json& j) {
+  const std::string task = j.at("task").get<std::string>();
+  return task.empty() ? "default" : task;
+}
+
 RunRecord parse_run(const json& j) {
   RunRecord r;
   r.id = j.at("id").get<std::string>();
   r.dir = j.at("dir").get<std::string>();
-  r.task = j.at("task").get<std::string>();
+  r.task = task_name(j);
   r.method = j.at("method").get<std::string>();
   r.status = j.at("status").get<std::string>();
   r.stage = string_or(j, "stage", "");
@@ -385,7 +392,7 @@ Sweep load_sweep(const std::string& root) {
       try {
         for (const json& g : selection.at("groups")) {
           SelectionGroup group;
-          group.task = g.at("task").get<std::string>();
+          group.task = task_name(g);
           group.method = g.at("method").get<std::string>();
           group.chosen = string_or(g, "chosen", "");
           for (const json& c : g.at("candidates")) {

@@ -416,6 +416,22 @@ TEST_F(ReportFakeSweep, AnIncompleteSweepSaysSo) {
   EXPECT_FALSE(nlohmann::json::parse(results_json(sweep, report)).at("complete").get<bool>());
 }
 
+TEST_F(ReportFakeSweep, RunsWithoutATaskAreReportedUnderDefault) {
+  // An experiment file without [tasks] (crsam-curvature): the manifest's task is "".
+  nlohmann::json manifest = nlohmann::json::parse(read(dir_ / "manifest.json"));
+  for (auto& run : manifest["runs"])
+    if (run["task"] == "c10_5") run["task"] = "";
+  overwrite(dir_ / "manifest.json", manifest.dump());
+  const Report report = aggregate(load());
+  EXPECT_EQ(report.tasks, (std::vector<std::string>{"fm5-50", "default"}));
+  EXPECT_FALSE(report.groups_of("default").empty());
+  TempDir out;
+  std::vector<std::string> warnings;
+  const std::vector<Figure> figures =
+      write_plots(report, (out / "plots").string(), PlotOptions().gnuplot("/nonexistent/gnuplot"), warnings);
+  for (const Figure& f : figures) EXPECT_NE(f.name.front(), '_') << f.name;  // no "_-test-acc"
+}
+
 TEST_F(ReportFakeSweep, RootProblemsAreOneLineErrorsNamingTheFile) {
   const std::string missing = error_of([&] { load_sweep(dir_.str() + "/nonexistent"); });
   EXPECT_NE(missing.find(dir_.str() + "/nonexistent: no such directory"), std::string::npos) << missing;

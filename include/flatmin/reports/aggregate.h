@@ -64,7 +64,8 @@ struct GapTable {
 
 /// One run of the manifest with what its directory holds. Numbers are NaN where the file or key is absent.
 struct RunRecord {
-  std::string id, dir, stage, task, method, setting_name, status, error;
+  std::string id, dir, stage, method, setting_name, status, error;
+  std::string task;  ///< "default" for the runs of an experiment without tasks
   std::string setting_json;  ///< the varied hyperparameters, as compact JSON ({} if none)
   std::vector<std::string> roles;
   int64_t seed = 0;
