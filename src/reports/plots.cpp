@@ -52,6 +52,22 @@ bool wants_log_axis(const std::vector<double>& values) {
   return lowest > 0 && highest > 1e3 * lowest;
 }
 
+// Contour levels for a loss over several decades: 1-2-5 steps from its smallest to its largest value
+// (gnuplot's linear levels would draw every line far from the minimum); otherwise gnuplot's own.
+std::string contour_levels(const std::vector<double>& values) {
+  if (!wants_log_axis(values)) return "set cntrparam levels auto 15\n";
+  double lowest = std::numeric_limits<double>::infinity(), highest = 0;
+  for (double v : values)
+    if (std::isfinite(v)) lowest = std::min(lowest, v), highest = std::max(highest, v);
+  std::string levels;
+  for (int e = static_cast<int>(std::floor(std::log10(lowest))); std::pow(10.0, e) < highest; ++e)
+    for (double m : {1.0, 2.0, 5.0}) {
+      const double level = m * std::pow(10.0, e);
+      if (level > lowest && level < highest) levels += (levels.empty() ? "" : ",") + number(level);
+    }
+  return "set cntrparam levels discrete " + levels + "\n";
+}
+
 // One line of a .dat file's header comment (no line breaks may slip into the data).
 std::string comment(const std::string& s) {
   std::string out = s;
@@ -368,7 +384,7 @@ class PlotWriter {
     emit("", stem + "-contour", dat.str(),
          script(stem + "-contour", contour_title,
                 "set title " + gp_string(contour_title) + axes +
-                    "set view map\nset contour base\nset cntrparam levels auto 15\nunset surface\nset key outside right\n",
+                    "set view map\nset contour base\n" + contour_levels(g.loss) + "unset surface\nset key outside right\n",
                 "splot " + gp_string(stem + "-contour.dat") + " using 1:2:3 with lines lw 1.5 title ''\n", options_.formats()),
          contour_title + " (the model at the origin).");
     const std::string heat_title = g.label + ": log10 loss";

@@ -322,6 +322,19 @@ TEST(LandscapePlots, LossOverDecadesGetsALogAxisAccuracyNever) {
   }
 }
 
+TEST(LandscapePlots, ContoursOfALossOverDecadesAreOneTwoFiveSteps) {
+  // 2 × 2 plane from 0.07 at the minimum to 1,500: levels 0.1, 0.2, 0.5, 1, ..., 1000, not 15 linear ones.
+  const LandscapeGrid plane{"crsam", {-1, 1}, {-1, 1}, {0.07, 30.0, 2.0, 1500.0}, {0.99, 0.5, 0.9, 0.2}};
+  TempDir out;
+  std::vector<std::string> warnings;
+  write_landscape_plots({plane}, out.str(), "landscape", "α", "β", PlotOptions().gnuplot("/nonexistent/gnuplot"),
+                        warnings);
+  EXPECT_NE(read(out / "landscape-crsam-contour.gp").find("set cntrparam levels discrete 0.1,0.2,0.5,1,2,5,10,20,50,100,"
+                                                          "200,500,1000\n"),
+            std::string::npos)
+      << read(out / "landscape-crsam-contour.gp");
+}
+
 TEST_F(ReportFakeSweep, HighlightComparedWithTheBestAndTheFlattestOtherMethod) {
   const Report report = aggregate(load());
   ASSERT_EQ(report.comparisons.size(), 2u);
