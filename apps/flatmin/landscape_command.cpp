@@ -141,6 +141,12 @@ int run_landscape(const LandscapeArgs& a) {
       training::CheckpointContents other = training::load_checkpoint(checkpoint_path(a.to));
       std::vector<at::Tensor> target;
       for (const auto& p : geometry::trainable_parameters(*other.model.module())) target.push_back(p.tensor);
+      // BatchNorm's running statistics move along too (linearly): otherwise t = 1 would be the other
+      // model's weights with this model's statistics, not the other model.
+      for (const at::Tensor& b : ck.model.module()->buffers())
+        if (b.is_floating_point()) params.push_back(b);
+      for (const at::Tensor& b : other.model.module()->buffers())
+        if (b.is_floating_point()) target.push_back(b);
       d1 = geometry::difference_direction(params, target);
     } else {
       d1 = geometry::random_direction(params, a.seed, 0, a.include_bias_bn);
@@ -218,7 +224,7 @@ Action add_landscape_command(CLI::App& app) {
       ->required()
       ->delimiter(',');
   cmd->add_option("--labels", args->labels, "Names of the models in the figures (default: their run directories)")->delimiter(',');
-  cmd->add_option("--to", args->to, "A second model: the landscape along the line from --checkpoint (t = 0) to it (t = 1)");
+  cmd->add_option("--to", args->to, "A second model: the landscape along the line from --checkpoint (t = 0) to it (t = 1), weights and BatchNorm statistics");
   cmd->add_option("--dims", args->dims, "1 or 2 random directions")->check(CLI::IsMember({1, 2}));
   cmd->add_option("--range", args->range, "lo,hi of each axis")
       ->delimiter(',')

@@ -9,9 +9,9 @@ dir=$2
 rm -rf "$dir"
 mkdir -p "$dir"
 fail() { echo "FAIL: $*"; exit 1; }
-# Two models on the same split (same seed): NSO's and SGD's.
+# Two ResNets (BatchNorm: the line must carry its running statistics) on the same split (same seed): NSO's and SGD's.
 for m in 0:nso 1:sgd; do
-  "$cli" train --per-class 20 --val-size 100 --test-size 100 --epochs 1 --method "${m#*:}" --out "$dir/run${m%%:*}" \
+  "$cli" train --model resnet18 --width 2 --per-class 20 --val-size 100 --test-size 100 --epochs 1 --method "${m#*:}" --out "$dir/run${m%%:*}" \
     --progress quiet || fail "train $m"
 done
 ls_args=(landscape --checkpoint "$dir/run0" --points 5 --examples 200 --formats svg --progress quiet)
