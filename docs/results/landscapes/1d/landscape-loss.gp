@@ -5,6 +5,7 @@ sd(c) = valid(c) ? column(c) : 0  # no spread (n = 1) draws no band / bar
 set title 'loss landscape: loss'
 set xlabel 'α (filter-normalised direction 1)'
 set ylabel 'loss'
+set logscale y
 set grid xtics ytics lc rgb '#dddddd'
 set key below horizontal
 set border lc rgb '#555555'

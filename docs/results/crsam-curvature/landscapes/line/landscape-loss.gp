@@ -1,0 +1,17 @@
+# flatmin report: loss landscape: loss
+# Data: landscape-loss.dat. Restyle here, then run `gnuplot landscape-loss.gp` in this folder.
+set encoding utf8
+sd(c) = valid(c) ? column(c) : 0  # no spread (n = 1) draws no band / bar
+set title 'loss landscape: loss'
+set xlabel 't (0: sgd, 1: seed0)'
+set ylabel 'loss'
+set grid xtics ytics lc rgb '#dddddd'
+set key below horizontal
+set border lc rgb '#555555'
+set terminal svg size 720,450 dynamic font 'sans,14' noenhanced background rgb 'white'
+set output 'landscape-loss.svg'
+plot 'landscape-loss.dat' index 0 using 1:2 with lines lw 2 lc rgb '#1f77b4' title 'sgd'
+set terminal pngcairo size 1080,675 font 'sans,15' noenhanced background rgb 'white'
+set output 'landscape-loss.png'
+replot
+unset output
