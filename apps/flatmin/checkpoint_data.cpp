@@ -1,5 +1,8 @@
 #include "checkpoint_data.h"
 
+#include <filesystem>
+#include <fstream>
+
 #include <nlohmann/json.hpp>
 
 #include "flatmin/core/error.h"
@@ -22,6 +25,23 @@ data::Dataset normalized(data::Dataset d, const at::Tensor& mean, const at::Tens
 }
 
 }  // namespace
+
+std::string run_data_dir(const std::string& checkpoint_path, const std::string& given) {
+  namespace fs = std::filesystem;
+  if (!given.empty()) return given;
+  const fs::path dir = fs::path(checkpoint_path).parent_path();
+  for (const fs::path& config : {dir / "config.json", dir.parent_path() / "config.json"}) {
+    std::ifstream in(config);
+    if (!in) continue;
+    const json j = json::parse(in, nullptr, /*allow_exceptions=*/false);
+    if (j.is_object() && j.contains("data_dir") && j["data_dir"].is_string()) {
+      const std::string recorded = j["data_dir"].get<std::string>();
+      if (fs::is_directory(recorded)) return recorded;
+      break;  // moved or deleted: the default, checked against the checkpoint's statistics
+    }
+  }
+  return data::default_fashion_mnist_dir();
+}
 
 Data rebuild_data(const training::CheckpointContents& ck, const std::string& data_dir, const std::string& name) {
   return rebuild_data(ck, data::load_fashion_mnist(data_dir), data_dir, name);

@@ -19,6 +19,11 @@ struct Data {
   std::optional<training::RunConfig> config;  ///< the run's whole config, when it parses
 };
 
+/// The data directory for a checkpoint: `given` (--data-dir) when not empty; else the `data_dir` its run
+/// recorded in config.json (beside the checkpoint, or one folder up for checkpoints/step-*.ckpt) when that
+/// directory exists; else the default ($FLATMIN_DATA_DIR or Debian's Fashion-MNIST).
+std::string run_data_dir(const std::string& checkpoint_path, const std::string& given);
+
 /// The splits the checkpoint's run trained on: rebuilt from its config (RunConfig JSON: the split options and
 /// the seed, split seed derive_seed(seed, kDataSplit)) and checked against the stored normalisation. Without a
 /// config: the full Fashion-MNIST train/test sets normalised with the stored statistics.
