@@ -15,6 +15,7 @@
 #include <map>
 #include <set>
 #include <sstream>
+#include <utility>
 
 #include "flatmin/core/error.h"
 #include "flatmin/training/metrics_log.h"
@@ -43,12 +44,18 @@ std::string gp_string(const std::string& s) {
   return out + "'";
 }
 
-// Quantities over several orders of magnitude (matrix sensing's losses, a landscape's loss far from the
-// minimum) get a logarithmic axis: all positive, the largest over 1,000 times the smallest.
-bool wants_log_axis(const std::vector<double>& values) {
+// The smallest and the largest finite value (+inf and 0 when there is none).
+std::pair<double, double> finite_range(const std::vector<double>& values) {
   double lowest = std::numeric_limits<double>::infinity(), highest = 0;
   for (double v : values)
     if (std::isfinite(v)) lowest = std::min(lowest, v), highest = std::max(highest, v);
+  return {lowest, highest};
+}
+
+// Quantities over several orders of magnitude (matrix sensing's losses, a landscape's loss far from the
+// minimum) get a logarithmic axis: all positive, the largest over 1,000 times the smallest.
+bool wants_log_axis(const std::vector<double>& values) {
+  const auto [lowest, highest] = finite_range(values);
   return lowest > 0 && highest > 1e3 * lowest;
 }
 
@@ -56,9 +63,7 @@ bool wants_log_axis(const std::vector<double>& values) {
 // (gnuplot's linear levels would draw every line far from the minimum); otherwise gnuplot's own.
 std::string contour_levels(const std::vector<double>& values) {
   if (!wants_log_axis(values)) return "set cntrparam levels auto 15\n";
-  double lowest = std::numeric_limits<double>::infinity(), highest = 0;
-  for (double v : values)
-    if (std::isfinite(v)) lowest = std::min(lowest, v), highest = std::max(highest, v);
+  const auto [lowest, highest] = finite_range(values);
   std::string levels;
   for (int e = static_cast<int>(std::floor(std::log10(lowest))); std::pow(10.0, e) < highest; ++e)
     for (double m : {1.0, 2.0, 5.0}) {
