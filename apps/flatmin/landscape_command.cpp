@@ -164,7 +164,6 @@ int run_landscape(const LandscapeArgs& a) {
     progress.line("flatmin landscape: " + labels[m] + " (" + path + ") | " + std::to_string(sample.size()) + " " +
                   a.split + " examples | " + std::to_string(per_model) + " points" +
                   (skip.empty() ? "" : ", " + std::to_string(skip.size()) + " already measured"));
-    ck.model.module()->eval();
     int64_t done = static_cast<int64_t>(skip.size());
     progress.start(labels[m], per_model);
     geometry::landscape(params, d1, d2, [&] {
