@@ -16,8 +16,9 @@ packages=(
   gnuplot-nox           # the plots of flatmin report (svg, pngcairo)
   googletest libgtest-dev libgmock-dev
 )
-# The tests also open the report's HTML page in a headless browser and decode its screenshot.
-[ "${1:-}" = all ] && packages+=(chromium libstb-dev)
+# The tests also open the report's HTML page in a headless browser and decode its screenshot, and check
+# that Python's torch.jit.load gives flatmin's logits for an exported model.
+[ "${1:-}" = all ] && packages+=(chromium libstb-dev python3-torch)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -22,6 +22,9 @@ Action add_geometry_command(CLI::App& app);
 /// Adds `flatmin landscape` (loss landscapes of checkpoints); the returned action runs it after parsing.
 Action add_landscape_command(CLI::App& app);
 
+/// Adds `flatmin export` (a trained model as TorchScript for Python); the returned action runs it after parsing.
+Action add_export_command(CLI::App& app);
+
 /// Adds `flatmin sensing` (the matrix sensing simulation); the returned action runs it after parsing.
 Action add_sensing_command(CLI::App& app);
 

@@ -18,6 +18,8 @@ int main(int argc, char** argv) {
       "             flatmin train --help     (every option, with its default)\n"
       "             flatmin geometry --checkpoint runs/<run>   (flatness of a trained model)\n"
       "             flatmin landscape --checkpoint runs/<run>  (its loss along filter-normalised directions)\n"
+      "             flatmin train --model-file model.pt        (your own TorchScript model)\n"
+      "             flatmin export runs/<run> --torchscript out.pt  (a trained model back to PyTorch)\n"
       "             flatmin sweep experiments/finetune.toml    (many runs from one file, resumable)\n"
       "             flatmin report <sweep root>                (its tables, figures and HTML page)",
       "flatmin"};
@@ -26,6 +28,7 @@ int main(int argc, char** argv) {
   const flatmin::cli::Action train = flatmin::cli::add_train_command(app);
   const flatmin::cli::Action geometry = flatmin::cli::add_geometry_command(app);
   const flatmin::cli::Action landscape = flatmin::cli::add_landscape_command(app);
+  const flatmin::cli::Action exporter = flatmin::cli::add_export_command(app);
   const flatmin::cli::Action sensing = flatmin::cli::add_sensing_command(app);
   const flatmin::cli::Action sweep = flatmin::cli::add_sweep_command(app);
   const flatmin::cli::Action report = flatmin::cli::add_report_command(app);
@@ -52,6 +55,7 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("train")) return train();
     if (app.got_subcommand("geometry")) return geometry();
     if (app.got_subcommand("landscape")) return landscape();
+    if (app.got_subcommand("export")) return exporter();
     if (app.got_subcommand("sensing")) return sensing();
     if (app.got_subcommand("sweep")) return sweep();
     if (app.got_subcommand("report")) return report();

@@ -63,6 +63,7 @@ struct TrainArgs {
   // model
   std::string model = "mlp";
   int64_t width = 0;
+  std::string model_file;
   // data
   std::string data_dir = data::default_fashion_mnist_dir();
   int64_t val_size = 5000;
@@ -144,7 +145,9 @@ training::RunConfig to_config(const TrainArgs& a) {
                   .bsam_beta2(a.bsam_beta2)
                   .crsam_alpha(a.crsam_alpha)
                   .crsam_beta(a.crsam_beta))
-      .model(models::ModelSpec().name(a.model).width(a.width))
+      .model(a.model_file.empty()
+                 ? models::ModelSpec().name(a.model).width(a.width)
+                 : models::ModelSpec().name("torchscript").file(std::filesystem::absolute(a.model_file).string()))
       .split(data::SplitOptions()
                  .val_size(a.val_size)
                  .classes(a.classes)
@@ -550,6 +553,13 @@ Action add_train_command(CLI::App& app) {
   cmd->add_option("--width", args->width, "MLP hidden units / CNN channels / ResNet base width (0 = default)")
       ->check(integer_in(0, 1 << 16))
       ->group(model_group);
+  cmd->add_option("--model-file", args->model_file,
+                  "Your own model: a TorchScript file (torch.jit.script(model).save(path) in Python), trained from its "
+                  "weights; it must map the data's [N, C, H, W] to [N, classes] logits. --freeze works on its "
+                  "parameter names; `flatmin export` writes it back")
+      ->check(CLI::ExistingFile)
+      ->excludes("--width")
+      ->group(model_group);
 
   const std::string data_group = "Data (Fashion-MNIST IDX files)";
   cmd->add_option("--data-dir", args->data_dir, "Directory of the IDX files (env FLATMIN_DATA_DIR)")->group(data_group);
@@ -687,12 +697,18 @@ Action add_train_command(CLI::App& app) {
           throw CLI::ValidationError("--resume", "--" + option->get_lnames().front() +
                                                      " cannot be combined with --resume (the run keeps its own config)");
     }
+    if (!args->model_file.empty()) {
+      if (cmd->count("--model") > 0 || !args->init.empty())
+        throw CLI::ValidationError("--model-file", "--model-file is the model: it cannot be combined with --model or --init");
+      args->model = "torchscript";
+    }
     if (!args->init.empty()) {
       args->model_given = cmd->count("--model") > 0;
       args->width_given = cmd->count("--width") > 0;
     } else {
       for (const char* name : {"--reset-head", "--freeze"})
-        if (cmd->count(name) > 0) throw CLI::ValidationError(name, std::string(name) + " needs --init");
+        if (cmd->count(name) > 0 && !(args->model_file.size() && std::string(name) == "--freeze"))
+          throw CLI::ValidationError(name, std::string(name) + " needs --init (or --model-file)");
     }
     return run_train(*args);
   };

@@ -8,11 +8,12 @@
 #include <torch/nn/init.h>
 
 #include "flatmin/core/error.h"
+#include "flatmin/models/scripted.h"
 
 namespace flatmin::models {
 namespace {
 
-constexpr const char* kValidNames = "mlp, cnn, resnet18, resnet34";
+constexpr const char* kValidNames = "mlp, cnn, resnet18, resnet34, torchscript";
 
 void check_positive(int64_t value, const std::string& what) {
   check(value > 0, what + " must be > 0 (got " + std::to_string(value) + ")");
@@ -178,6 +179,8 @@ int default_num_threads(const ModelSpec& spec, int cores) {
 
 std::string classifier_name(const ModelSpec& spec) {
   const std::string name = lower(spec.name());
+  check(name != "torchscript", "a TorchScript model's classifier is not known to flatmin: give it the data's number "
+                               "of classes in Python");
   if (name == "mlp" || name == "cnn") return "fc2";
   if (name == "resnet18" || name == "resnet34") return "head";
   throw Error("unknown model '" + spec.name() + "' (valid: mlp, cnn, resnet18, resnet34)");
@@ -192,6 +195,10 @@ Model make_model(const ModelSpec& spec) {
   check(spec.width() >= 0, what + ": width must be >= 0, 0 meaning the default (got " +
                                std::to_string(spec.width()) + ")");
   const bool custom_width = spec.width() > 0;
+  if (name == "torchscript") {
+    check(!spec.file().empty(), what + ": needs a TorchScript file (--model-file)");
+    return load_scripted_model(spec.file());
+  }
 
   // Constructors re-check their options; prefix their messages with the model's name.
   try {

@@ -18,6 +18,7 @@
 #include <zlib.h>
 
 #include "flatmin/core/error.h"
+#include "flatmin/models/scripted.h"
 
 namespace flatmin::training {
 namespace {
@@ -49,12 +50,13 @@ uint32_t crc32_of(const unsigned char* data, size_t size) {
 }
 
 std::string spec_to_json(const models::ModelSpec& s) {
-  return nlohmann::json{{"name", s.name()},
-                        {"in_channels", s.in_channels()},
-                        {"image_size", s.image_size()},
-                        {"num_classes", s.num_classes()},
-                        {"width", s.width()}}
-      .dump();
+  nlohmann::json j{{"name", s.name()},
+                   {"in_channels", s.in_channels()},
+                   {"image_size", s.image_size()},
+                   {"num_classes", s.num_classes()},
+                   {"width", s.width()}};
+  if (!s.file().empty()) j["file"] = s.file();
+  return j.dump();
 }
 
 models::ModelSpec spec_from_json(const std::string& text, const std::string& name) {
@@ -65,7 +67,8 @@ models::ModelSpec spec_from_json(const std::string& text, const std::string& nam
         .in_channels(j.at("in_channels").get<int64_t>())
         .image_size(j.at("image_size").get<int64_t>())
         .num_classes(j.at("num_classes").get<int64_t>())
-        .width(j.at("width").get<int64_t>());
+        .width(j.at("width").get<int64_t>())
+        .file(j.value("file", std::string()));
   } catch (const nlohmann::json::exception& e) {
     throw Error(name + ": bad model spec in checkpoint: " + e.what());
   }
@@ -156,6 +159,13 @@ void save_checkpoint(const std::string& path, const models::ModelSpec& spec, con
   torch::serialize::OutputArchive model_archive(archive.compilation_unit());
   model.module()->save(model_archive);
   archive.write("model", model_archive);
+  if (const models::ScriptedModuleImpl* scripted = models::as_scripted(model)) {
+    // The architecture travels with the weights: the checkpoint opens without the original file.
+    const std::string& source = scripted->source();
+    archive.write("script_module", at::from_blob(const_cast<char*>(source.data()), {static_cast<int64_t>(source.size())},
+                                                 at::TensorOptions().dtype(at::kByte))
+                                       .clone());
+  }
   if (optimizer) {
     torch::serialize::OutputArchive optimizer_archive(archive.compilation_unit());
     optimizer->save(optimizer_archive);
@@ -194,7 +204,16 @@ CheckpointContents parse_checkpoint(const unsigned char* bytes, size_t size, con
     c.payload_crc32 = static_cast<uint32_t>(get_le(bytes + 20, 4));  // verified by payload_of
     archive.try_read("channel_mean", c.channel_mean);
     archive.try_read("channel_std", c.channel_std);
-    c.model = models::make_model(c.spec);
+    at::Tensor script;
+    if (archive.try_read("script_module", script)) {
+      check(script.scalar_type() == at::kByte && script.dim() == 1, name + ": malformed script_module");
+      const at::Tensor bytes = script.contiguous();
+      c.model = models::load_scripted_model_bytes(
+          std::string(static_cast<const char*>(bytes.data_ptr()), static_cast<size_t>(bytes.numel())),
+          name + " (its TorchScript model)");
+    } else {
+      c.model = models::make_model(c.spec);
+    }
     torch::serialize::InputArchive model_archive;
     archive.read("model", model_archive);
     c.model.module()->load(model_archive);

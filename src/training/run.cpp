@@ -10,6 +10,7 @@
 
 #include "flatmin/core/error.h"
 #include "flatmin/core/seed.h"
+#include "flatmin/models/scripted.h"
 #include "flatmin/training/checkpoint.h"
 #include "flatmin/optim/regularizers.h"
 
@@ -45,6 +46,7 @@ std::string RunConfig::to_json(int indent) const {
   j["loss"] = {{"label_smoothing", loss_.label_smoothing()}};
   j["l2sp"] = l2sp_;
   j["model"] = {{"name", model_.name()}, {"width", model_.width()}};
+  if (!model_.file().empty()) j["model"]["file"] = model_.file();
   j["split"] = {{"val_size", split_.val_size()},
                 {"classes", split_.classes()},
                 {"train_per_class", split_.train_per_class()},
@@ -111,7 +113,10 @@ RunConfig RunConfig::from_json(const std::string& text) {
                  .crsam_beta(m.at("crsam_beta").get<double>()));
     c.loss(LossOptions().label_smoothing(j.at("loss").at("label_smoothing").get<double>()));
     c.l2sp(j.at("l2sp").get<double>());
-    c.model(models::ModelSpec().name(j.at("model").at("name").get<std::string>()).width(j.at("model").at("width").get<int64_t>()));
+    c.model(models::ModelSpec()
+                .name(j.at("model").at("name").get<std::string>())
+                .width(j.at("model").at("width").get<int64_t>())
+                .file(j.at("model").value("file", std::string())));
     c.split(data::SplitOptions()
                 .val_size(sp.at("val_size").get<int64_t>())
                 .classes(sp.at("classes").get<std::vector<int64_t>>())
@@ -191,7 +196,7 @@ RunConfig with_pretrained_defaults(RunConfig config) {
   if (config.init().path().empty()) return config;
   const auto [path, pretrained] = read_init(config);
   config.init().path(path).checksum(pretrained.checksum());
-  config.model().name(pretrained.spec.name()).width(pretrained.spec.width());
+  config.model().name(pretrained.spec.name()).width(pretrained.spec.width()).file(pretrained.spec.file());
   const at::Tensor& mean = pretrained.channel_mean;
   const at::Tensor& std = pretrained.channel_std;
   if (config.split().normalize() && config.split().mean().empty() && mean.defined() && std.defined()) {
@@ -209,6 +214,9 @@ models::Model build_initial_model(const RunConfig& config, const models::ModelSp
     const auto [path, pretrained] = read_init(config);
     PretrainedReport loaded = load_pretrained(pretrained, path, spec, model, config.init());
     if (report) *report = std::move(loaded);
+  } else if (models::as_scripted(model)) {
+    // A TorchScript model brings its own trained weights: freezing parts of it needs no --init.
+    freeze_parameters(*model.module(), config.init().freeze());
   } else {
     check(config.init().freeze().empty(), "--freeze needs --init (a pretrained network to keep parts of)");
   }
@@ -240,6 +248,10 @@ RunResult run_training(const RunConfig& config, const data::TrainTest& data, con
     run.model = build_initial_model(config, spec, &*run.pretrained);
   } else {
     run.model = build_initial_model(config, spec);
+  }
+  if (models::as_scripted(run.model)) {
+    // Written elsewhere for some input: check it fits this data before any step (channels, size, classes).
+    models::check_model_fits(run.model, run.splits.train.inputs.slice(0, 0, 2), spec.num_classes(), spec.file());
   }
   run.parameter_count = models::count_parameters(*run.model.module());
   // Frozen parameters are not the optimizer's: no noise, no step, no weight decay moves them.

@@ -102,18 +102,21 @@ TORCH_MODULE(ResNet);
 
 /// A model chosen by name, for the CLI and experiments.
 struct ModelSpec {
-  TORCH_ARG(std::string, name) = "mlp";  ///< mlp | cnn | resnet18 | resnet34 (case-insensitive)
+  TORCH_ARG(std::string, name) = "mlp";  ///< mlp | cnn | resnet18 | resnet34 | torchscript (case-insensitive)
   TORCH_ARG(int64_t, in_channels) = 1;
   TORCH_ARG(int64_t, image_size) = 28;
   TORCH_ARG(int64_t, num_classes) = 10;
   /// Non-zero sets the MLP's hidden size, the CNN's conv width (its hidden stays 128) or the ResNet's width;
   /// 0 keeps the default (MLP hidden 128, CNN width 32, ResNet width 64).
   TORCH_ARG(int64_t, width) = 0;
+  /// torchscript: the TorchScript file (models/scripted.h); its own weights are the initialisation, and the
+  /// sizes above are those of the data it is checked against.
+  TORCH_ARG(std::string, file) = "";
 };
 
 /// The intra-op thread count that serves this model on `cores` cores, measured (docs/PERFORMANCE.md): 1 for
 /// the MLP and the small CNN (a second thread made their steps slower or no faster), every core for ResNets
-/// (1.97x faster with 2 threads at batch 64).
+/// (1.97x faster with 2 threads at batch 64) and for TorchScript models (their size is unknown here).
 int default_num_threads(const ModelSpec& spec, int cores);
 
 /// Builds the model named in `spec` as a type-erased module whose forward maps inputs to logits.
