@@ -26,28 +26,53 @@ data::Dataset normalized(data::Dataset d, const at::Tensor& mean, const at::Tens
 
 }  // namespace
 
-std::string run_data_dir(const std::string& checkpoint_path, const std::string& given) {
+void record_data_source(nlohmann::ordered_json& config, const data::DataSource& source) {
+  config["data_dir"] = source.dir().empty() ? data::default_fashion_mnist_dir() : source.dir();
+  config["dataset"] = {{"kind", source.kind()}, {"labels", source.labels()}, {"image_size", source.image_size()}};
+}
+
+std::optional<data::DataSource> recorded_data_source(const std::string& config_path) {
+  std::ifstream in(config_path);
+  if (!in) return std::nullopt;
+  const json j = json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object() || !j.contains("data_dir") || !j["data_dir"].is_string()) return std::nullopt;
+  data::DataSource source;
+  source.dir(j["data_dir"].get<std::string>());
+  if (j.contains("dataset") && j["dataset"].is_object()) {
+    const json& d = j["dataset"];
+    source.kind(d.value("kind", source.kind())).labels(d.value("labels", source.labels()));
+    source.image_size(d.value("image_size", source.image_size()));
+  }
+  return source;
+}
+
+data::DataSource run_data_source(const std::string& checkpoint_path, const std::string& given_dir) {
   namespace fs = std::filesystem;
-  if (!given.empty()) return given;
   const fs::path dir = fs::path(checkpoint_path).parent_path();
+  data::DataSource source;
   for (const fs::path& config : {dir / "config.json", dir.parent_path() / "config.json"}) {
-    std::ifstream in(config);
-    if (!in) continue;
-    const json j = json::parse(in, nullptr, /*allow_exceptions=*/false);
-    if (j.is_object() && j.contains("data_dir") && j["data_dir"].is_string()) {
-      const std::string recorded = j["data_dir"].get<std::string>();
-      if (fs::is_directory(recorded)) return recorded;
-      break;  // moved or deleted: the default, checked against the checkpoint's statistics
+    if (auto recorded = recorded_data_source(config.string())) {
+      source = *recorded;
+      break;
     }
   }
-  return data::default_fashion_mnist_dir();
+  if (!given_dir.empty()) {
+    source.dir(given_dir);
+  } else if (source.kind() == "fashion-mnist" && !fs::is_directory(source.dir())) {
+    source.dir("");  // moved or deleted: the default, checked against the checkpoint's statistics
+  }
+  return source;
 }
 
-Data rebuild_data(const training::CheckpointContents& ck, const std::string& data_dir, const std::string& name) {
-  return rebuild_data(ck, data::load_fashion_mnist(data_dir), data_dir, name);
+std::string describe(const data::DataSource& source) {
+  return source.kind() + " in " + (source.dir().empty() ? data::default_fashion_mnist_dir() : source.dir());
 }
 
-Data rebuild_data(const training::CheckpointContents& ck, const data::TrainTest& raw, const std::string& data_dir,
+Data rebuild_data(const training::CheckpointContents& ck, const data::DataSource& source, const std::string& name) {
+  return rebuild_data(ck, data::load_dataset(source), describe(source), name);
+}
+
+Data rebuild_data(const training::CheckpointContents& ck, const data::TrainTest& raw, const std::string& what,
                   const std::string& name) {
   json config = json::object();
   try {
@@ -84,7 +109,7 @@ Data rebuild_data(const training::CheckpointContents& ck, const data::TrainTest&
     if (ck.channel_mean.defined() && ck.channel_mean.numel() == out.splits.channel_mean.numel()) {
       const bool same = at::allclose(out.splits.channel_mean.to(at::kDouble), ck.channel_mean.to(at::kDouble), 1e-5, 1e-6) &&
                         at::allclose(out.splits.channel_std.to(at::kDouble), ck.channel_std.to(at::kDouble), 1e-5, 1e-6);
-      check(same, data_dir + ": not the data " + name +
+      check(same, what + ": not the data " + name +
                       " was trained on (its training split's mean/std differ from the checkpoint's)");
     }
     out.source = "rebuilt from the checkpoint's config (seed " + std::to_string(out.run_seed) + ")";
@@ -92,7 +117,7 @@ Data rebuild_data(const training::CheckpointContents& ck, const data::TrainTest&
   } else {
     out.splits.train = normalized(raw.train, ck.channel_mean, ck.channel_std);
     out.splits.test = normalized(raw.test, ck.channel_mean, ck.channel_std);
-    out.source = "full Fashion-MNIST train/test, normalised with the checkpoint's statistics (no run config)";
+    out.source = "full train/test sets of " + what + ", normalised with the checkpoint's statistics (no run config)";
   }
   return out;
 }

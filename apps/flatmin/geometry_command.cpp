@@ -46,7 +46,7 @@ const std::vector<std::string> kMeasures{"grad", "trace", "hutchpp", "eigen", "d
 
 struct GeometryArgs {
   std::string checkpoint;
-  std::string data_dir;  // empty: the run's own (run_data_dir)
+  std::string data_dir;  // empty: the run's own (run_data_source)
   std::string split = "train";
   int64_t examples = 5000;
   int64_t batch_size = 100;  // measured: 5.3x faster than 1,000 on a CNN (docs/PERFORMANCE.md)
@@ -120,8 +120,8 @@ int run_geometry(const GeometryArgs& a) {
   const ThreadCounts thread_counts = set_num_threads(threads);
   const std::string out_path = a.out.empty() ? (fs::path(path).parent_path() / "geometry.json").string() : a.out;
 
-  const std::string data_dir = run_data_dir(path, a.data_dir);
-  Data d = rebuild_data(ck, data_dir, path);
+  const data::DataSource source = run_data_source(path, a.data_dir);
+  Data d = rebuild_data(ck, source, path);
   const data::Dataset* split = &checked_split(d, a.split, ck, path);
   const data::Dataset sample = geometry::sample_examples(*split, a.examples, a.sample_seed);
   const geometry::Objective objective =
@@ -138,7 +138,8 @@ int run_geometry(const GeometryArgs& a) {
                 {"parameters", models::count_parameters(*ck.model.module())},
                 {"measured_parameters", objective.dim()},
                 {"epoch", ck.epoch}};
-  j["data"] = {{"dir", data_dir},
+  j["data"] = {{"dir", source.dir().empty() ? data::default_fashion_mnist_dir() : source.dir()},
+               {"dataset", source.kind()},
                {"source", d.source},
                {"split", a.split},
                {"examples", sample.size()},
@@ -445,7 +446,7 @@ Action add_geometry_command(CLI::App& app) {
       ->required()
       ->group(input_group);
   cmd->add_option("--data-dir", args->data_dir,
-                  "Directory of the IDX files (default: the run's own, from its config.json; else env FLATMIN_DATA_DIR)")
+                  "Data directory (default: the run's own, from its config.json, of the kind it recorded; else env FLATMIN_DATA_DIR)")
       ->group(input_group);
   cmd->add_option("--split", args->split, "train | val | test")
       ->check(CLI::IsMember({"train", "val", "test"}))

@@ -52,7 +52,7 @@ struct LandscapeArgs {
   bool include_bias_bn = false;
   uint64_t seed = 0;
   uint64_t sample_seed = 0;
-  std::string data_dir;  // empty: each run's own (run_data_dir)
+  std::string data_dir;  // empty: each run's own (run_data_source)
   std::string out;
   int threads = 0;
   std::string progress = "auto";
@@ -124,15 +124,16 @@ int run_landscape(const LandscapeArgs& a) {
   training::Progress progress(training::parse_progress_mode(a.progress));
   const int64_t per_model = static_cast<int64_t>(xs.size() * std::max<size_t>(1, ys.size()));
   std::vector<reports::LandscapeGrid> grids;
-  std::map<std::string, data::TrainTest> raw;  // by directory: read once, split per checkpoint (its own seed)
+  std::map<std::string, data::TrainTest> raw;  // by source: read once, split per checkpoint (its own seed)
   for (size_t m = 0; m < a.checkpoints.size(); ++m) {
     const std::string path = checkpoint_path(a.checkpoints[m]);
     training::CheckpointContents ck = training::load_checkpoint(path);
     set_num_threads(a.threads > 0 ? a.threads
                                   : models::default_num_threads(ck.spec, static_cast<int>(std::thread::hardware_concurrency())));
-    const std::string data_dir = run_data_dir(path, a.data_dir);
-    if (!raw.count(data_dir)) raw.emplace(data_dir, data::load_fashion_mnist(data_dir));
-    const Data d = rebuild_data(ck, raw.at(data_dir), data_dir, path);
+    const data::DataSource source = run_data_source(path, a.data_dir);
+    const std::string what = describe(source) + " " + source.labels() + " " + std::to_string(source.image_size());
+    if (!raw.count(what)) raw.emplace(what, data::load_dataset(source));
+    const Data d = rebuild_data(ck, raw.at(what), describe(source), path);
     const data::Dataset sample = geometry::sample_examples(checked_split(d, a.split, ck, path), a.examples, a.sample_seed);
     std::vector<at::Tensor> params;
     for (const auto& p : geometry::trainable_parameters(*ck.model.module())) params.push_back(p.tensor);
@@ -239,7 +240,7 @@ Action add_landscape_command(CLI::App& app) {
   cmd->add_option("--seed", args->seed, "Seed of the directions");
   cmd->add_option("--sample-seed", args->sample_seed, "Seed of the examples drawn from the split");
   cmd->add_option("--data-dir", args->data_dir,
-                  "Directory of the IDX files (default: each run's own, from its config.json; else env FLATMIN_DATA_DIR)");
+                  "Data directory (default: each run's own, from its config.json, of the kind it recorded; else env FLATMIN_DATA_DIR)");
   cmd->add_option("--out", args->out, "Output directory (default: landscape/ next to the first checkpoint)");
   cmd->add_option("--formats", args->formats, "svg and/or png")->delimiter(',')->check(CLI::IsMember({"svg", "png"}));
   cmd->add_option("--threads", args->threads, "Intra-op threads (0 = 1 for mlp and cnn, all cores for resnet)")

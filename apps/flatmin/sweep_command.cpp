@@ -537,7 +537,7 @@ Action add_sweep_command(CLI::App& app) {
   cmd->add_flag("--quick", args->quick, "Apply the file's [quick] table: the same plan at a tiny budget");
   cmd->add_flag("--retry-failed", args->retry_failed, "Run failed runs (not diverged ones) again");
   cmd->add_flag("--dry-run", args->dry_run, "Print the planned runs and their flatmin train options; run nothing");
-  cmd->add_option("--data-dir", args->data_dir, "Directory of the IDX files, for every run")->default_str("flatmin train's");
+  cmd->add_option("--data-dir", args->data_dir, "The data directory, for every run (each run keeps its --dataset)")->default_str("flatmin train's");
   cmd->add_option("--progress", args->progress, "auto (bar on a terminal) | bar | lines | quiet")
       ->check(CLI::IsMember({"auto", "bar", "lines", "quiet"}));
   return [args] {

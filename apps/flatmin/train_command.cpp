@@ -16,12 +16,14 @@
 #include <torch/serialize.h>
 #include <torch/utils.h>
 
+#include "checkpoint_data.h"
 #include "commands.h"
 #include "report_text.h"
 #include "validators.h"
 #include "flatmin/core/error.h"
 #include "flatmin/core/runtime.h"
 #include "flatmin/data/dataset.h"
+#include "flatmin/data/sources.h"
 #include "flatmin/geometry/spectrum.h"
 #include "flatmin/training/checkpoint.h"
 #include "flatmin/training/metrics_log.h"
@@ -65,7 +67,11 @@ struct TrainArgs {
   int64_t width = 0;
   std::string model_file;
   // data
-  std::string data_dir = data::default_fashion_mnist_dir();
+  std::string dataset = "fashion-mnist";
+  std::string data_dir;  // empty: Fashion-MNIST's default directory
+  std::string cifar100_labels = "fine";
+  int64_t image_size = 0;
+  std::string cache_dir;
   int64_t val_size = 5000;
   std::vector<int64_t> classes;
   int64_t per_class = 0;
@@ -236,10 +242,15 @@ int run_train(TrainArgs a) {  // by value: --resume replaces some fields
     a.model = config.model().name();
     a.epochs = config.trainer().epochs();
     const std::string config_path = a.out + "/config.json";
+    if (const auto source = recorded_data_source(config_path)) {
+      a.dataset = source->kind();
+      a.cifar100_labels = source->labels();
+      a.image_size = source->image_size();
+      if (a.data_dir.empty()) a.data_dir = source->dir();  // --data-dir may point at where the data moved
+    }
     if (std::filesystem::exists(config_path)) {
       std::ifstream in(config_path);
       const auto j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
-      if (j.is_object() && j.contains("data_dir") && j["data_dir"].is_string()) a.data_dir = j["data_dir"];
       if (j.is_object() && j.contains("geometry") && j["geometry"].is_object()) {
         // The resumed rows must have the columns of the rows before the interruption.
         a.geometry_every = j["geometry"].value("every", int64_t{0});
@@ -267,7 +278,13 @@ int run_train(TrainArgs a) {  // by value: --resume replaces some fields
   const std::string out_dir =
       a.out.empty() ? "runs/" + a.method + "-" + a.model + "-seed" + std::to_string(a.seed) : a.out;
 
-  const data::TrainTest data = data::load_fashion_mnist(a.data_dir);
+  const data::DataSource source = data::DataSource()
+                                      .kind(a.dataset)
+                                      .dir(a.data_dir)
+                                      .labels(a.cifar100_labels)
+                                      .image_size(a.image_size)
+                                      .cache_dir(a.cache_dir);
+  const data::TrainTest data = data::load_dataset(source);
   std::error_code ec;
   std::filesystem::create_directories(out_dir, ec);
   check(!ec, out_dir + ": cannot create the output directory: " + ec.message());
@@ -285,7 +302,7 @@ int run_train(TrainArgs a) {  // by value: --resume replaces some fields
     j["command"] = "train";
     j["flatmin"] = version_string();
     j["started"] = now_utc();
-    j["data_dir"] = a.data_dir;
+    record_data_source(j, source);
     j["method"]["description"] = run.optimizer->method().describe();
     j["method"]["gradient_evaluations_per_step"] = run.optimizer->evaluations();
     j["model"]["parameters"] = run.parameter_count;
@@ -561,14 +578,33 @@ Action add_train_command(CLI::App& app) {
       ->excludes("--width")
       ->group(model_group);
 
-  const std::string data_group = "Data (Fashion-MNIST IDX files)";
-  cmd->add_option("--data-dir", args->data_dir, "Directory of the IDX files (env FLATMIN_DATA_DIR)")->group(data_group);
+  const std::string data_group = "Data";
+  cmd->add_option("--dataset", args->dataset,
+                  "fashion-mnist (Debian's, the default) | idx (MNIST-format files) | cifar10 | cifar100 (binary "
+                  "versions) | folder (DIR/<class>/*.png|jpg, or DIR/train/… and DIR/test/…) | tensors (DIR/train.pt "
+                  "and DIR/test.pt from torch.save({\"x\": x, \"y\": y}, path)); see docs/DATA.md")
+      ->check(CLI::IsMember(data::dataset_kinds()))
+      ->group(data_group);
+  cmd->add_option("--data-dir", args->data_dir, "The dataset's directory")
+      ->default_str("env FLATMIN_DATA_DIR, else /usr/share/datasets/fashion-mnist (fashion-mnist only)")
+      ->group(data_group);
+  cmd->add_option("--cifar100-labels", args->cifar100_labels, "cifar100: fine (100 classes) | coarse (20)")
+      ->check(CLI::IsMember({"fine", "coarse"}))
+      ->group(data_group);
+  cmd->add_option("--image-size", args->image_size,
+                  "folder: resize every image to S×S (antialiased bilinear; 0 = keep, all one square size)")
+      ->check(integer_in(0, 4096))
+      ->group(data_group);
+  cmd->add_option("--cache-dir", args->cache_dir,
+                  "folder: where decoded images are cached ('none' = no cache)")
+      ->default_str("env FLATMIN_CACHE_DIR, else ~/.cache/flatmin")
+      ->group(data_group);
   cmd->add_option("--val-size", args->val_size, "Validation examples held out of the training set")
       ->check(integer_in(0))
       ->group(data_group);
   cmd->add_option("--classes", args->classes, "Keep only these classes, e.g. 0,1,2 (relabelled 0..C-1)")
       ->delimiter(',')
-      ->check(integer_in(0, 9))
+      ->check(integer_in(0, 1 << 20))
       ->group(data_group);
   cmd->add_option("--per-class", args->per_class, "Training examples per class (0 = all): small target sets")
       ->check(integer_in(0))
@@ -690,7 +726,7 @@ Action add_train_command(CLI::App& app) {
   return [args, cmd] {
     if (!args->resume.empty()) {
       // Everything that shapes a run comes from its checkpoint; say so rather than ignore a user's option.
-      static const std::set<std::string> allowed{"--resume", "--progress", "--threads", "--data-dir", "--keep-checkpoints",
+      static const std::set<std::string> allowed{"--resume", "--progress", "--threads", "--data-dir", "--cache-dir", "--keep-checkpoints",
                                                  "--checkpoint-every", "--no-save-model"};
       for (const CLI::Option* option : cmd->get_options())
         if (option->count() > 0 && !option->get_lnames().empty() && !allowed.count("--" + option->get_lnames().front()))

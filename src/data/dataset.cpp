@@ -119,17 +119,27 @@ std::string default_fashion_mnist_dir() {
   return "/usr/share/datasets/fashion-mnist";
 }
 
-TrainTest load_fashion_mnist(const std::string& dir) {
+TrainTest load_fashion_mnist(const std::string& dir) { return load_idx_directory(dir, 10); }
+
+TrainTest load_idx_directory(const std::string& dir, int64_t num_classes) {
   std::error_code ec;
   check(fs::is_directory(dir, ec), dir + ": data directory not found; " + kInstallHint);
+  // Unknown classes: read with the widest range, then 0 … the largest label of either split.
+  const int64_t read_classes = num_classes > 0 ? num_classes : 256;
   TrainTest out;
   out.train = load_idx_pair(find_data_file(dir, "train-images-idx3-ubyte"),
-                            find_data_file(dir, "train-labels-idx1-ubyte"), 10);
+                            find_data_file(dir, "train-labels-idx1-ubyte"), read_classes);
   const std::string test_images = find_data_file(dir, "t10k-images-idx3-ubyte");
-  out.test = load_idx_pair(test_images, find_data_file(dir, "t10k-labels-idx1-ubyte"), 10);
+  out.test = load_idx_pair(test_images, find_data_file(dir, "t10k-labels-idx1-ubyte"), read_classes);
   check(out.train.inputs.sizes().slice(1) == out.test.inputs.sizes().slice(1),
         test_images + ": image shape " + shape_string(out.test.inputs.sizes().slice(1)) +
             " differs from the training images' " + shape_string(out.train.inputs.sizes().slice(1)));
+  if (num_classes <= 0) {
+    check(out.train.size() > 0, dir + ": no training examples");
+    const int64_t classes = std::max(out.train.targets.max().item<int64_t>(),
+                                     out.test.size() > 0 ? out.test.targets.max().item<int64_t>() : 0) + 1;
+    out.train.num_classes = out.test.num_classes = classes;
+  }
   return out;
 }
 

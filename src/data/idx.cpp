@@ -13,6 +13,7 @@
 #include <zlib.h>
 
 #include "flatmin/core/error.h"
+#include "internal.h"
 
 namespace flatmin::data {
 namespace {
@@ -106,28 +107,6 @@ std::optional<Header> try_parse_header(const unsigned char* bytes, size_t size, 
 }
 
 std::string errno_text() { return std::strerror(errno); }
-
-/// Reads the whole file; the buffer grows only as bytes arrive (reserved up to the file's real size).
-std::vector<unsigned char> read_file(const std::string& path) {
-  errno = 0;
-  std::unique_ptr<FILE, int (*)(FILE*)> file(std::fopen(path.c_str(), "rb"), &std::fclose);
-  check(file != nullptr, path + ": cannot open for reading (" + errno_text() + ")");
-  struct stat info {};
-  check(::fstat(::fileno(file.get()), &info) == 0, path + ": cannot stat (" + errno_text() + ")");
-  check(!S_ISDIR(info.st_mode), path + ": is a directory, not an IDX file");
-  std::vector<unsigned char> data;
-  // Only a regular file's size is trustworthy (pipes and devices report 0 or nonsense).
-  if (S_ISREG(info.st_mode) && info.st_size > 0) data.reserve(static_cast<size_t>(info.st_size));
-  while (true) {
-    const size_t old_size = data.size();
-    data.resize(old_size + kIoChunk);
-    const size_t got = std::fread(data.data() + old_size, 1, kIoChunk, file.get());
-    data.resize(old_size + got);
-    if (got < kIoChunk) break;
-  }
-  check(!std::ferror(file.get()), path + ": read error (" + errno_text() + ")");
-  return data;
-}
 
 bool is_gzip(const std::vector<unsigned char>& data) {
   return data.size() >= 2 && data[0] == 0x1f && data[1] == 0x8b;
@@ -290,7 +269,7 @@ at::Tensor parse_idx(const unsigned char* bytes, size_t size, const std::string&
 }
 
 at::Tensor read_idx(const std::string& path) {
-  std::vector<unsigned char> data = read_file(path);
+  std::vector<unsigned char> data = read_file_bytes(path);
   if (is_gzip(data)) data = gunzip(data, path);
   return parse_idx(data.data(), data.size(), path);
 }
@@ -337,6 +316,34 @@ void write_idx(const std::string& path, const at::Tensor& tensor, bool gzip) {
     std::remove(path.c_str());  // no half-written file left behind
     throw;
   }
+}
+
+/// Reads the whole file; the buffer grows only as bytes arrive (reserved up to the file's real size).
+std::vector<unsigned char> read_file_bytes(const std::string& path) {
+  errno = 0;
+  std::unique_ptr<FILE, int (*)(FILE*)> file(std::fopen(path.c_str(), "rb"), &std::fclose);
+  check(file != nullptr, path + ": cannot open for reading (" + errno_text() + ")");
+  struct stat info {};
+  check(::fstat(::fileno(file.get()), &info) == 0, path + ": cannot stat (" + errno_text() + ")");
+  check(!S_ISDIR(info.st_mode), path + ": is a directory, not a file");
+  std::vector<unsigned char> data;
+  // Only a regular file's size is trustworthy (pipes and devices report 0 or nonsense).
+  if (S_ISREG(info.st_mode) && info.st_size > 0) data.reserve(static_cast<size_t>(info.st_size));
+  while (true) {
+    const size_t old_size = data.size();
+    data.resize(old_size + kIoChunk);
+    const size_t got = std::fread(data.data() + old_size, 1, kIoChunk, file.get());
+    data.resize(old_size + got);
+    if (got < kIoChunk) break;
+  }
+  check(!std::ferror(file.get()), path + ": read error (" + errno_text() + ")");
+  return data;
+}
+
+std::string shape_text(at::IntArrayRef sizes) {
+  std::string s = "[";
+  for (size_t i = 0; i < sizes.size(); ++i) s += (i ? ", " : "") + std::to_string(sizes[i]);
+  return s + "]";
 }
 
 }  // namespace flatmin::data

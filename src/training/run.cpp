@@ -249,6 +249,10 @@ RunResult run_training(const RunConfig& config, const data::TrainTest& data, con
   } else {
     run.model = build_initial_model(config, spec);
   }
+  check(models::as_scripted(run.model) || run.splits.train.inputs.size(2) == run.splits.train.inputs.size(3),
+        "flatmin's " + spec.name() + " needs square images; the data's are " +
+            std::to_string(run.splits.train.inputs.size(3)) + "x" + std::to_string(run.splits.train.inputs.size(2)) +
+            " (a TorchScript model, --model-file, takes any shape)");
   if (models::as_scripted(run.model)) {
     // Written elsewhere for some input: check it fits this data before any step (channels, size, classes).
     models::check_model_fits(run.model, run.splits.train.inputs.slice(0, 0, 2), spec.num_classes(), spec.file());

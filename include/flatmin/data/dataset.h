@@ -39,6 +39,8 @@ struct TrainTest {
 /// Reads {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz] from `dir` (MNIST uses the same names).
 /// A missing directory or file gives a flatmin::Error that says which and how to install the data.
 TrainTest load_fashion_mnist(const std::string& dir);
+/// The same for any IDX dataset under those names; num_classes 0 = 0 … the largest label of either split.
+TrainTest load_idx_directory(const std::string& dir, int64_t num_classes = 0);
 
 /// How to cut the train / validation / test splits. Every choice is deterministic given `seed`.
 /// Order: keep `classes` (labels remapped to 0..C-1 in the order given) → validation = `val_size`

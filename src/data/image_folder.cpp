@@ -1,0 +1,241 @@
+// Folders of images per class, decoded with stb_image (PNG, JPEG, BMP, GIF, TGA, PNM from one header-only
+// library in Debian's libstb-dev) and cached as tensors after the first read.
+#include <algorithm>
+#include <cctype>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include <ATen/ATen.h>
+#include <torch/csrc/jit/serialization/pickle.h>
+
+#include "flatmin/core/error.h"
+#include "flatmin/data/sources.h"
+#include "internal.h"
+
+#define STB_IMAGE_IMPLEMENTATION
+#define STB_IMAGE_STATIC  // ours alone: no clash with another copy of stb_image in the same process
+#define STBI_NO_STDIO     // every image is read from memory
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-function"
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+#pragma GCC diagnostic ignored "-Wsign-compare"
+#include <stb/stb_image.h>
+#pragma GCC diagnostic pop
+
+namespace flatmin::data {
+namespace {
+
+namespace fs = std::filesystem;
+
+/// Images larger than this many pixels are refused before decoding (a lying header cannot exhaust memory).
+constexpr int64_t kMaxPixels = int64_t{1} << 26;
+
+bool is_image(const fs::path& p) {
+  std::string ext = p.extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  for (const char* e : {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tga", ".ppm", ".pgm"})
+    if (ext == e) return true;
+  return false;
+}
+
+std::vector<fs::path> sorted_entries(const fs::path& dir, bool directories) {
+  std::vector<fs::path> out;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.empty() || name[0] == '.') continue;
+    if (directories ? entry.is_directory(ec) : (entry.is_regular_file(ec) && is_image(entry.path())))
+      out.push_back(entry.path());
+  }
+  check(!ec, dir.string() + ": cannot list (" + ec.message() + ")");
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+struct Listing {
+  std::vector<std::string> classes;
+  std::vector<std::pair<fs::path, int64_t>> train, test;  ///< file and class index
+};
+
+/// root/train/<class>/… and root/test/<class>/…, or root/<class>/… with every fifth file of a class as test.
+Listing list_images(const fs::path& root) {
+  Listing l;
+  std::error_code ec;
+  const bool presplit = fs::is_directory(root / "train", ec) && fs::is_directory(root / "test", ec);
+  const fs::path train_root = presplit ? root / "train" : root;
+  for (const fs::path& dir : sorted_entries(train_root, true)) l.classes.push_back(dir.filename().string());
+  check(l.classes.size() >= 2, train_root.string() + ": needs a folder per class (found " +
+                                   std::to_string(l.classes.size()) + "), e.g. " + (train_root / "cat").string() + "/1.png");
+  for (size_t c = 0; c < l.classes.size(); ++c) {
+    const std::vector<fs::path> files = sorted_entries(train_root / l.classes[c], false);
+    check(!files.empty(), (train_root / l.classes[c]).string() + ": no images (png, jpg, bmp, gif, tga, ppm, pgm)");
+    for (size_t i = 0; i < files.size(); ++i) {
+      auto& split = !presplit && i % 5 == 4 ? l.test : l.train;
+      split.emplace_back(files[i], static_cast<int64_t>(c));
+    }
+  }
+  if (presplit) {
+    for (const fs::path& dir : sorted_entries(root / "test", true)) {
+      const std::string name = dir.filename().string();
+      const auto it = std::find(l.classes.begin(), l.classes.end(), name);
+      check(it != l.classes.end(), dir.string() + ": a test class that the training folder lacks");
+      for (const fs::path& f : sorted_entries(dir, false)) l.test.emplace_back(f, it - l.classes.begin());
+    }
+  }
+  check(!l.test.empty(), root.string() + ": no test images (each class needs 5 images, or use train/ and test/ folders)");
+  return l;
+}
+
+/// What the cache depends on: the options and every file's name, size and modification time.
+std::string cache_key(const fs::path& root, const Listing& l, int64_t image_size) {
+  std::string key = "flatmin-image-folder-v1\n" + fs::absolute(root).string() + "\n" + std::to_string(image_size) + "\n";
+  for (const auto* split : {&l.train, &l.test}) {
+    for (const auto& [path, label] : *split) {
+      std::error_code ec;
+      const auto size = fs::file_size(path, ec);
+      const auto time = fs::last_write_time(path, ec).time_since_epoch().count();
+      key += path.string() + "\t" + std::to_string(label) + "\t" + std::to_string(size) + "\t" + std::to_string(time) + "\n";
+    }
+  }
+  return key;
+}
+
+fs::path cache_path(const DataSource& source, const std::string& key) {
+  fs::path dir;
+  if (!source.cache_dir().empty()) {
+    dir = source.cache_dir();
+  } else if (const char* env = std::getenv("FLATMIN_CACHE_DIR"); env && *env) {
+    dir = env;
+  } else if (const char* xdg = std::getenv("XDG_CACHE_HOME"); xdg && *xdg) {
+    dir = fs::path(xdg) / "flatmin";
+  } else {
+    const char* home = std::getenv("HOME");
+    dir = fs::path(home && *home ? home : "/tmp") / ".cache" / "flatmin";
+  }
+  uint64_t hash = 1469598103934665603ULL;  // FNV-1a of the key names the file
+  for (unsigned char c : key) hash = (hash ^ c) * 1099511628211ULL;
+  char name[40];
+  std::snprintf(name, sizeof name, "images-%016llx.pt", static_cast<unsigned long long>(hash));
+  return dir / name;
+}
+
+/// Decodes every image of `files`, to `channels` and, when image_size > 0, to that square size.
+Dataset decode_all(const std::vector<std::pair<fs::path, int64_t>>& files, int channels, int64_t image_size,
+                   int64_t num_classes) {
+  std::vector<at::Tensor> images;
+  std::vector<int64_t> labels;
+  for (const auto& [path, label] : files) {
+    const std::vector<unsigned char> bytes = read_file_bytes(path.string());
+    at::Tensor img = decode_image(bytes.data(), bytes.size(), channels, path.string());
+    if (image_size > 0 && (img.size(1) != image_size || img.size(2) != image_size)) {
+      img = at::_upsample_bilinear2d_aa(img.unsqueeze(0).to(at::kFloat), {image_size, image_size}, false)
+                .squeeze(0)
+                .round_()
+                .clamp_(0, 255)
+                .to(at::kByte);
+    }
+    if (!images.empty() && img.sizes() != images.front().sizes()) {
+      throw Error(path.string() + ": " + std::to_string(img.size(2)) + "x" + std::to_string(img.size(1)) +
+                  " pixels, but " + files.front().first.string() + " has " + std::to_string(images.front().size(2)) +
+                  "x" + std::to_string(images.front().size(1)) + "; pass --image-size S to resize all to SxS");
+    }
+    images.push_back(img);
+    labels.push_back(label);
+  }
+  Dataset d;
+  d.inputs = at::stack(images);
+  d.targets = at::tensor(labels, at::TensorOptions().dtype(at::kLong));
+  d.num_classes = num_classes;
+  return d;
+}
+
+/// Whether any image has colour: grey images then become RGB too.
+int channels_of(const std::vector<std::pair<fs::path, int64_t>>& files) {
+  for (const auto& f : files) {
+    const std::vector<unsigned char> bytes = read_file_bytes(f.first.string());
+    int w = 0, h = 0, comp = 0;
+    if (stbi_info_from_memory(bytes.data(), static_cast<int>(bytes.size()), &w, &h, &comp) && comp >= 3) return 3;
+  }
+  return 1;
+}
+
+}  // namespace
+
+at::Tensor decode_image(const unsigned char* bytes, size_t size, int channels, const std::string& name) {
+  check(channels == 1 || channels == 3, name + ": channels must be 1 or 3");
+  check(size > 0, name + ": empty file");
+  check(size <= static_cast<size_t>(INT32_MAX), name + ": file too large");
+  const int length = static_cast<int>(size);
+  int w = 0, h = 0, comp = 0;
+  if (!stbi_info_from_memory(bytes, length, &w, &h, &comp)) {
+    throw Error(name + ": not a decodable image (" + std::string(stbi_failure_reason()) + ")");
+  }
+  check(w > 0 && h > 0 && int64_t{w} * h <= kMaxPixels,
+        name + ": image of " + std::to_string(w) + "x" + std::to_string(h) + " pixels is too large");
+  std::unique_ptr<unsigned char, void (*)(void*)> pixels(stbi_load_from_memory(bytes, length, &w, &h, &comp, channels),
+                                                         &stbi_image_free);
+  if (!pixels) throw Error(name + ": corrupt image (" + std::string(stbi_failure_reason()) + ")");
+  // stb gives rows of interleaved channels (HWC): LibTorch wants the channel planes first.
+  return at::from_blob(pixels.get(), {h, w, channels}, at::TensorOptions().dtype(at::kByte)).permute({2, 0, 1}).clone();
+}
+
+TrainTest load_image_folder(const DataSource& source) {
+  const fs::path root = source.dir();
+  std::error_code ec;
+  check(fs::is_directory(root, ec), root.string() + ": image folder not found");
+  check(source.image_size() >= 0, "--image-size must be >= 0");
+  const Listing l = list_images(root);
+  const std::string key = cache_key(root, l, source.image_size());
+  const bool use_cache = source.cache_dir() != "none";
+  const fs::path cache = use_cache ? cache_path(source, key) : fs::path();
+  const auto num_classes = static_cast<int64_t>(l.classes.size());
+  TrainTest out;
+  if (use_cache && fs::is_regular_file(cache, ec)) {
+    try {
+      const std::vector<unsigned char> bytes = read_file_bytes(cache.string());
+      const c10::IValue v = torch::pickle_load(std::vector<char>(bytes.begin(), bytes.end()));
+      const auto dict = v.toGenericDict();
+      if (dict.at("key").toStringRef() == key) {
+        for (auto [split, name] : {std::pair<Dataset*, std::string>{&out.train, "train"}, {&out.test, "test"}}) {
+          split->inputs = dict.at(name + "_x").toTensor().to(at::kFloat).div_(255.0f);
+          split->targets = dict.at(name + "_y").toTensor();
+          split->num_classes = num_classes;
+        }
+        return out;
+      }
+    } catch (const std::exception&) {
+      // A damaged or foreign cache file is rebuilt below.
+    }
+  }
+  const int channels = channels_of(l.train);
+  out.train = decode_all(l.train, channels, source.image_size(), num_classes);
+  out.test = decode_all(l.test, channels, source.image_size(), num_classes);
+  check(out.train.inputs.sizes().slice(1) == out.test.inputs.sizes().slice(1),
+        l.test.front().first.string() + ": test images " + shape_text(out.test.inputs.sizes().slice(1)) +
+            " differ from the training images " + shape_text(out.train.inputs.sizes().slice(1)) +
+            "; pass --image-size S");
+  check(out.train.inputs.size(2) == out.train.inputs.size(3),
+        l.train.front().first.string() + ": images are " + std::to_string(out.train.inputs.size(3)) + "x" +
+            std::to_string(out.train.inputs.size(2)) + "; pass --image-size S to make them square");
+  if (use_cache) {
+    c10::impl::GenericDict dict(c10::StringType::get(), c10::AnyType::get());
+    dict.insert("key", key);
+    dict.insert("train_x", out.train.inputs);
+    dict.insert("train_y", out.train.targets);
+    dict.insert("test_x", out.test.inputs);
+    dict.insert("test_y", out.test.targets);
+    const std::vector<char> bytes = torch::pickle_save(c10::IValue(dict));
+    fs::create_directories(cache.parent_path(), ec);
+    const fs::path tmp = cache.string() + ".tmp" + std::to_string(::getpid());
+    std::ofstream file(tmp, std::ios::binary);
+    file.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    file.close();
+    if (file) fs::rename(tmp, cache, ec);  // a cache that cannot be written is only slower next time
+    if (!file || ec) fs::remove(tmp, ec);
+  }
+  for (Dataset* d : {&out.train, &out.test}) d->inputs = d->inputs.to(at::kFloat).div_(255.0f);
+  return out;
+}
+
+}  // namespace flatmin::data

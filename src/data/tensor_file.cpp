@@ -1,0 +1,69 @@
+// Tensors prepared in Python: torch.save({"x": x, "y": y}, path), read with LibTorch's unpickler.
+#include <ATen/ATen.h>
+#include <c10/util/Exception.h>
+#include <torch/csrc/jit/serialization/pickle.h>
+
+#include "flatmin/core/error.h"
+#include "flatmin/data/sources.h"
+#include "internal.h"
+
+namespace flatmin::data {
+namespace {
+
+constexpr const char* kHowTo = "write it with torch.save({\"x\": x, \"y\": y}, path)";
+
+std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
+
+}  // namespace
+
+Dataset parse_tensor_file(const unsigned char* bytes, size_t size, const std::string& name, int64_t num_classes) {
+  check(size > 0, name + ": empty file");
+  c10::IValue value;
+  try {
+    value = torch::pickle_load(std::vector<char>(bytes, bytes + size));
+  } catch (const c10::Error& e) {
+    throw Error(name + ": not a torch.save file (" + first_line(e.what_without_backtrace()) + "); " + kHowTo);
+  } catch (const std::exception& e) {
+    throw Error(name + ": not a torch.save file (" + first_line(e.what()) + "); " + kHowTo);
+  }
+  check(value.isGenericDict(), name + ": holds a " + value.tagKind() + ", not a dict; " + kHowTo);
+  at::Tensor x, y;
+  int64_t file_classes = 0;
+  for (const auto& entry : value.toGenericDict()) {
+    check(entry.key().isString(), name + ": dict keys must be strings; " + kHowTo);
+    const std::string& key = entry.key().toStringRef();
+    const c10::IValue& v = entry.value();
+    if (key == "x" || key == "y") {
+      check(v.isTensor(), name + ": \"" + key + "\" is a " + v.tagKind() + ", not a tensor");
+      (key == "x" ? x : y) = v.toTensor();
+    } else if (key == "classes") {
+      check(v.isInt() && v.toInt() >= 1, name + ": \"classes\" must be an int >= 1");
+      file_classes = v.toInt();
+    } else {
+      throw Error(name + ": unexpected key \"" + key + "\" (expected x, y and optionally classes)");
+    }
+  }
+  check(x.defined() && y.defined(), name + ": needs both \"x\" and \"y\"; " + kHowTo);
+  check(x.dim() == 4 || x.dim() == 2, name + ": x must be [N, C, H, W] or [N, D], got " + shape_text(x.sizes()));
+  check(y.dim() == 1, name + ": y must be [N], got " + shape_text(y.sizes()));
+  check(x.size(0) == y.size(0), name + ": x holds " + std::to_string(x.size(0)) + " examples, y " +
+                                    std::to_string(y.size(0)) + " labels");
+  check(x.scalar_type() == at::kByte || at::isFloatingType(x.scalar_type()),
+        name + ": x must be float or uint8, got " + std::string(c10::toString(x.scalar_type())));
+  check(y.scalar_type() == at::kLong, name + ": y must be int64 labels (y.long() in Python), got " +
+                                          std::string(c10::toString(y.scalar_type())));
+  check(x.numel() > 0, name + ": no examples");
+  Dataset d;
+  // A [N, D] file is D channels of 1×1: the MLP sees D features (and a convolutional model says it cannot).
+  d.inputs = (x.dim() == 2 ? x.view({x.size(0), x.size(1), 1, 1}) : x).contiguous();
+  d.inputs = x.scalar_type() == at::kByte ? d.inputs.to(at::kFloat).div_(255.0f) : d.inputs.to(at::kFloat);
+  check(at::isfinite(d.inputs).all().item<bool>(), name + ": x holds NaN or infinite values");
+  d.targets = y.contiguous();
+  const int64_t lo = y.min().item<int64_t>(), hi = y.max().item<int64_t>();
+  d.num_classes = num_classes > 0 ? num_classes : file_classes > 0 ? file_classes : hi + 1;
+  check(lo >= 0 && hi < d.num_classes, name + ": label " + std::to_string(lo < 0 ? lo : hi) + " out of range for " +
+                                           std::to_string(d.num_classes) + " classes");
+  return d;
+}
+
+}  // namespace flatmin::data
