@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds flatmin with clang + AddressSanitizer + UndefinedBehaviorSanitizer in build-asan/, runs the unit
-# tests under them, then fuzzes the IDX and checkpoint readers for <seconds> each (default 60).
+# tests under them, then fuzzes the readers (IDX, checkpoint, CIFAR, tensor file, image) for <seconds> each
+# (default 60).
 # Any sanitizer report, crash, hang (>10 s per input) or unexpected exception fails the script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,8 +33,8 @@ for t in build-asan/tests/test_*; do
 done
 
 corpus=build-asan/fuzz-corpus
-build-asan/fuzz/make_seeds "$corpus/idx" "$corpus/checkpoint"
-for target in idx checkpoint; do
+build-asan/fuzz/make_seeds "$corpus/idx" "$corpus/checkpoint" "$corpus/cifar" "$corpus/tensors" "$corpus/image"
+for target in idx checkpoint cifar tensors image; do
   echo "fuzz: $target for ${seconds}s"
   corpora=("$corpus/$target")
   # Inputs that once crashed a reader are replayed first (new finds go to the first directory only).
