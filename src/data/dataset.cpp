@@ -10,6 +10,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include "flatmin/core/error.h"
+#include "flatmin/core/shape.h"
 #include "flatmin/data/idx.h"
 
 namespace flatmin::data {
@@ -20,11 +21,6 @@ namespace fs = std::filesystem;
 constexpr const char* kInstallHint = "install Debian's dataset-fashion-mnist or pass --data-dir";
 constexpr double kStdFloor = 1e-8;
 
-std::string shape_string(at::IntArrayRef sizes) {
-  std::string s = "[";
-  for (size_t i = 0; i < sizes.size(); ++i) s += (i ? ", " : "") + std::to_string(sizes[i]);
-  return s + "]";
-}
 
 at::Tensor long_tensor(const std::vector<int64_t>& values) {
   return at::tensor(values, at::TensorOptions().dtype(at::kLong));

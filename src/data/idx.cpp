@@ -340,10 +340,5 @@ std::vector<unsigned char> read_file_bytes(const std::string& path) {
   return data;
 }
 
-std::string shape_text(at::IntArrayRef sizes) {
-  std::string s = "[";
-  for (size_t i = 0; i < sizes.size(); ++i) s += (i ? ", " : "") + std::to_string(sizes[i]);
-  return s + "]";
-}
 
 }  // namespace flatmin::data

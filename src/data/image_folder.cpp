@@ -212,8 +212,8 @@ TrainTest load_image_folder(const DataSource& source) {
   out.train = decode_all(l.train, channels, source.image_size(), num_classes);
   out.test = decode_all(l.test, channels, source.image_size(), num_classes);
   check(out.train.inputs.sizes().slice(1) == out.test.inputs.sizes().slice(1),
-        l.test.front().first.string() + ": test images " + shape_text(out.test.inputs.sizes().slice(1)) +
-            " differ from the training images " + shape_text(out.train.inputs.sizes().slice(1)) +
+        l.test.front().first.string() + ": test images " + shape_string(out.test.inputs.sizes().slice(1)) +
+            " differ from the training images " + shape_string(out.train.inputs.sizes().slice(1)) +
             "; pass --image-size S");
   check(out.train.inputs.size(2) == out.train.inputs.size(3),
         l.train.front().first.string() + ": images are " + std::to_string(out.train.inputs.size(3)) + "x" +

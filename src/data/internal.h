@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-#include <ATen/Tensor.h>
+#include "flatmin/core/shape.h"
 
 namespace flatmin::data {
 
@@ -15,8 +15,5 @@ struct DataSource;
 struct TrainTest;
 /// The `folder` kind of load_dataset.
 TrainTest load_image_folder(const DataSource& source);
-
-/// "[a, b, c]".
-std::string shape_text(at::IntArrayRef sizes);
 
 }  // namespace flatmin::data

@@ -70,8 +70,8 @@ TrainTest load_tensor_files(const std::string& dir) {
     *split = parse_tensor_file(bytes.data(), bytes.size(), path);
   }
   check(out.train.inputs.sizes().slice(1) == out.test.inputs.sizes().slice(1),
-        (fs::path(dir) / "test.pt").string() + ": x " + shape_text(out.test.inputs.sizes().slice(1)) +
-            " per example, train.pt's " + shape_text(out.train.inputs.sizes().slice(1)));
+        (fs::path(dir) / "test.pt").string() + ": x " + shape_string(out.test.inputs.sizes().slice(1)) +
+            " per example, train.pt's " + shape_string(out.train.inputs.sizes().slice(1)));
   const int64_t classes = std::max(out.train.num_classes, out.test.num_classes);
   out.train.num_classes = out.test.num_classes = classes;
   return out;

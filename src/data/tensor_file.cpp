@@ -44,8 +44,8 @@ Dataset parse_tensor_file(const unsigned char* bytes, size_t size, const std::st
     }
   }
   check(x.defined() && y.defined(), name + ": needs both \"x\" and \"y\"; " + kHowTo);
-  check(x.dim() == 4 || x.dim() == 2, name + ": x must be [N, C, H, W] or [N, D], got " + shape_text(x.sizes()));
-  check(y.dim() == 1, name + ": y must be [N], got " + shape_text(y.sizes()));
+  check(x.dim() == 4 || x.dim() == 2, name + ": x must be [N, C, H, W] or [N, D], got " + shape_string(x.sizes()));
+  check(y.dim() == 1, name + ": y must be [N], got " + shape_string(y.sizes()));
   check(x.size(0) == y.size(0), name + ": x holds " + std::to_string(x.size(0)) + " examples, y " +
                                     std::to_string(y.size(0)) + " labels");
   check(x.scalar_type() == at::kByte || at::isFloatingType(x.scalar_type()),

@@ -8,6 +8,7 @@
 #include <torch/nn/init.h>
 
 #include "flatmin/core/error.h"
+#include "flatmin/core/shape.h"
 #include "flatmin/models/scripted.h"
 
 namespace flatmin::models {
@@ -22,12 +23,6 @@ void check_positive(int64_t value, const std::string& what) {
 /// The spatial size after a 2×2, stride-2 max-pool (floor, as at::max_pool2d).
 int64_t pooled(int64_t size) { return size / 2; }
 
-/// "[N, C, H, W]" for error messages.
-std::string shape_string(const at::Tensor& x) {
-  std::string s = "[";
-  for (int64_t d = 0; d < x.dim(); ++d) s += (d ? ", " : "") + std::to_string(x.size(d));
-  return s + "]";
-}
 
 }  // namespace
 
@@ -44,7 +39,7 @@ MlpImpl::MlpImpl(const MlpOptions& options_) : options(options_) {
 at::Tensor MlpImpl::forward(at::Tensor x) {
   // Accepts [N, C, H, W] images or already-flat [N, F] features.
   check(x.dim() >= 2 && x.numel() == x.size(0) * options.in_features(),
-        "MLP: input " + shape_string(x) + " does not have " + std::to_string(options.in_features()) +
+        "MLP: input " + shape_string(x.sizes()) + " does not have " + std::to_string(options.in_features()) +
             " features per sample");
   x = at::relu(fc1_->forward(x.flatten(1)));
   return fc2_->forward(x);
@@ -73,7 +68,7 @@ CnnImpl::CnnImpl(const CnnOptions& options_) : options(options_) {
 at::Tensor CnnImpl::forward(at::Tensor x) {
   check(x.dim() == 4 && x.size(1) == options.in_channels() && x.size(2) == options.image_size() &&
             x.size(3) == options.image_size(),
-        "CNN: input " + shape_string(x) + " is not [N, " + std::to_string(options.in_channels()) + ", " +
+        "CNN: input " + shape_string(x.sizes()) + " is not [N, " + std::to_string(options.in_channels()) + ", " +
             std::to_string(options.image_size()) + ", " + std::to_string(options.image_size()) + "]");
   x = at::max_pool2d(at::relu(conv1_->forward(x)), {2, 2});
   x = at::max_pool2d(at::relu(conv2_->forward(x)), {2, 2});
@@ -154,7 +149,7 @@ ResNetImpl::ResNetImpl(const ResNetOptions& options_) : options(options_) {
 
 at::Tensor ResNetImpl::forward(at::Tensor x) {
   check(x.dim() == 4 && x.size(1) == options.in_channels(),
-        "ResNet: input " + shape_string(x) + " is not [N, " + std::to_string(options.in_channels()) +
+        "ResNet: input " + shape_string(x.sizes()) + " is not [N, " + std::to_string(options.in_channels()) +
             ", H, W]");
   x = at::relu(stem_bn_->forward(stem_->forward(x)));
   x = stages_->forward(x);

@@ -8,15 +8,11 @@
 #include <torch/torch.h>
 
 #include "flatmin/core/error.h"
+#include "flatmin/core/shape.h"
 
 namespace flatmin::models {
 namespace {
 
-std::string shape_of(const at::Tensor& t) {
-  std::string s = "[";
-  for (int64_t d = 0; d < t.dim(); ++d) s += (d ? ", " : "") + std::to_string(t.size(d));
-  return s + "]";
-}
 
 /// The line of a TorchScript error that says what went wrong: the interpreter prefixes it with a traceback,
 /// and its last "...Error: " line is the model's own complaint.
@@ -107,11 +103,11 @@ void check_model_fits(const Model& model, const at::Tensor& sample, int64_t num_
     out = model.forward(sample);
   } catch (const std::exception& e) {
     model->train(was_training);
-    throw Error(what + ": does not accept inputs " + shape_of(sample) + " (" + complaint(e.what()) + ")");
+    throw Error(what + ": does not accept inputs " + shape_string(sample.sizes()) + " (" + complaint(e.what()) + ")");
   }
   model->train(was_training);
   check(out.dim() == 2 && out.size(0) == sample.size(0) && out.size(1) == num_classes,
-        what + ": maps inputs " + shape_of(sample) + " to " + shape_of(out) + ", not to logits [" +
+        what + ": maps inputs " + shape_string(sample.sizes()) + " to " + shape_string(out.sizes()) + ", not to logits [" +
             std::to_string(sample.size(0)) + ", " + std::to_string(num_classes) + "] for the data's " +
             std::to_string(num_classes) + " classes");
   check(at::isFloatingType(out.scalar_type()), what + ": its logits are not floating point");

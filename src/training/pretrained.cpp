@@ -10,15 +10,11 @@
 #include <torch/utils.h>
 
 #include "flatmin/core/error.h"
+#include "flatmin/core/shape.h"
 
 namespace flatmin::training {
 namespace {
 
-std::string shape_string(at::IntArrayRef sizes) {
-  std::string s = "[";
-  for (size_t i = 0; i < sizes.size(); ++i) s += (i ? ", " : "") + std::to_string(sizes[i]);
-  return s + "]";
-}
 
 bool in_module(const std::string& name, const std::string& module) {
   return name.compare(0, module.size() + 1, module + ".") == 0;
