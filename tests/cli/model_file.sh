@@ -13,9 +13,19 @@ fail() { echo "FAIL: $*"; exit 1; }
 common=(--per-class 10 --val-size 50 --test-size 50 --epochs 1 --progress quiet)
 "$cli" train --model-file "$fixtures/tiny_bn_net.pt" --method nso "${common[@]}" --out "$dir/run" || fail "train"
 grep -q '"name": "torchscript"' "$dir/run/config.json" || fail "config.json does not name the TorchScript model"
-"$cli" geometry --checkpoint "$dir/run" --measures trace --max-probes 10 --examples 50 --out "$dir/g.json" \
-  --progress quiet || fail "geometry"
-grep -q '"trace"' "$dir/g.json" || fail "no trace in geometry.json"
+# Every method trains it (BatchNorm buffers, a frozen parameter).
+for method in sgd wp-sgd sam usam asam rsam bsam crsam; do
+  "$cli" train --model-file "$fixtures/tiny_bn_net.pt" --method "$method" --per-class 2 --val-size 10 --test-size 20 \
+    --epochs 1 --batch-size 10 --progress quiet --out "$dir/$method" > "$dir/$method.log" 2>&1 \
+    || fail "$method: $(tail -2 "$dir/$method.log")"
+done
+# Every geometry measure, through TorchScript's double backward (PAC-Bayes's W0: the file's weights).
+"$cli" geometry --checkpoint "$dir/run" --measures all --examples 50 --max-probes 4 --min-probes 2 --top-k 1 \
+  --lanczos-iterations 8 --density-iterations 8 --gap-draws 4 --sigmas 0.01 --ratio-examples 10 --ratio-steps 2 \
+  --pac-examples 5 --pac-probes 2 --out "$dir/g.json" --progress quiet || fail "geometry"
+for key in trace hutchpp eigenvalues density perturbation_gap approximation_ratio pac_bayes; do
+  grep -q "\"$key\"" "$dir/g.json" || fail "no $key in geometry.json"
+done
 "$cli" export "$dir/run" --torchscript "$dir/model.pt" > "$dir/export.txt" || fail "export"
 /usr/bin/python3 - "$dir/model.pt" <<'PY' || fail "python could not use the export"
 import json, sys, torch
