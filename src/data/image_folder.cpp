@@ -194,7 +194,7 @@ TrainTest load_image_folder(const DataSource& source) {
   if (use_cache && fs::is_regular_file(cache, ec)) {
     try {
       const std::vector<unsigned char> bytes = read_file_bytes(cache.string());
-      const c10::IValue v = torch::pickle_load(std::vector<char>(bytes.begin(), bytes.end()));
+      const c10::IValue v = load_pickle(bytes.data(), bytes.size());
       const auto dict = v.toGenericDict();
       if (dict.at("key").toStringRef() == key) {
         for (auto [split, name] : {std::pair<Dataset*, std::string>{&out.train, "train"}, {&out.test, "test"}}) {

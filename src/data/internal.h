@@ -4,12 +4,17 @@
 #include <string>
 #include <vector>
 
+#include <ATen/core/ivalue.h>
+
 #include "flatmin/core/shape.h"
 
 namespace flatmin::data {
 
 /// The whole file; throws flatmin::Error "<path>: ..." when it cannot be opened or read (a directory too).
 std::vector<unsigned char> read_file_bytes(const std::string& path);
+
+/// What torch.save (or torch::pickle_save) wrote, read without reading past `size`; throws what LibTorch throws.
+c10::IValue load_pickle(const unsigned char* bytes, size_t size);
 
 struct DataSource;
 struct TrainTest;

@@ -1,7 +1,12 @@
 // Tensors prepared in Python: torch.save({"x": x, "y": y}, path), read with LibTorch's unpickler.
+#include <algorithm>
+#include <cstring>
+
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
-#include <torch/csrc/jit/serialization/pickle.h>
+#include <caffe2/serialize/inline_container.h>
+#include <caffe2/serialize/read_adapter_interface.h>
+#include <torch/csrc/jit/serialization/import_read.h>
 
 #include "flatmin/core/error.h"
 #include "flatmin/data/sources.h"
@@ -14,13 +19,36 @@ constexpr const char* kHowTo = "write it with torch.save({\"x\": x, \"y\": y}, p
 
 std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
 
+/// The bytes as the zip reader sees them, never past their end. (torch::pickle_load's own reader copies
+/// whatever a damaged zip directory asks for: a heap overflow, found by fuzzing.)
+class BoundedReader final : public caffe2::serialize::ReadAdapterInterface {
+ public:
+  BoundedReader(const unsigned char* bytes, size_t size) : bytes_(bytes), size_(size) {}
+  size_t size() const override { return size_; }
+  size_t read(uint64_t pos, void* buf, size_t n, const char* what) const override {
+    if (pos >= size_) return 0;
+    const size_t count = std::min<uint64_t>(n, size_ - pos);
+    std::memcpy(buf, bytes_ + pos, count);
+    return count;
+  }
+
+ private:
+  const unsigned char* bytes_;
+  size_t size_;
+};
+
 }  // namespace
+
+c10::IValue load_pickle(const unsigned char* bytes, size_t size) {
+  caffe2::serialize::PyTorchStreamReader reader(std::make_shared<BoundedReader>(bytes, size));
+  return torch::jit::readArchiveAndTensors("data", "", "", c10::nullopt, c10::nullopt, c10::nullopt, reader);
+}
 
 Dataset parse_tensor_file(const unsigned char* bytes, size_t size, const std::string& name, int64_t num_classes) {
   check(size > 0, name + ": empty file");
   c10::IValue value;
   try {
-    value = torch::pickle_load(std::vector<char>(bytes, bytes + size));
+    value = load_pickle(bytes, size);
   } catch (const c10::Error& e) {
     throw Error(name + ": not a torch.save file (" + first_line(e.what_without_backtrace()) + "); " + kHowTo);
   } catch (const std::exception& e) {

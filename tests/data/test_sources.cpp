@@ -228,3 +228,14 @@ TEST(AllKinds, SplitAndNormalisePerChannel) {
   }
   fs::remove_all(dir);
 }
+
+// Found by fuzz_tensors: a zip directory that points past the end of the file made torch::pickle_load's reader
+// copy beyond its buffer (a heap overflow under ASan). It must be refused in one line instead.
+TEST(TensorFilesFuzzRegression, ZipDirectoryPastTheEndIsAFlatminError) {
+  const std::string path = std::string(FLATMIN_FUZZ_REGRESSIONS) + "/tensors/zip-directory-past-the-end.bin";
+  std::ifstream in(path, std::ios::binary);
+  ASSERT_TRUE(in.good()) << path;
+  const std::vector<unsigned char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_CONTAINS(error_of([&] { data::parse_tensor_file(bytes.data(), bytes.size(), "fuzz-regression"); }),
+                  "fuzz-regression: ");
+}
