@@ -1,4 +1,4 @@
-// libFuzzer target: image decoding (stb_image: PNG, JPEG, BMP, GIF, TGA, PNM) must reject any input with
+// libFuzzer target: image decoding (PNG through libpng, JPEG through libjpeg-turbo) must reject any input with
 // flatmin::Error, never crash, hang or trip a sanitizer; grey and colour, chosen by the first byte.
 #include <cstddef>
 #include <cstdint>

@@ -38,7 +38,7 @@ int main(int argc, char** argv) {
     write_bytes(tensors / "uint8.pt", tensor_file(x, y));
     write_bytes(tensors / "float.pt", tensor_file(torch::rand({3, 4}), torch::tensor({0, 1, 0}, torch::kLong), 2));
     auto [small, labels] = synthetic_images(3, 3, 6, 5, 2, 2);
-    for (const char* ext : {".png", ".jpg", ".bmp"}) {
+    for (const char* ext : {".png", ".jpg"}) {
       const std::filesystem::path file = image / (std::string("seed") + ext);
       write_image(file, small[0]);
       std::ifstream in(file, std::ios::binary);

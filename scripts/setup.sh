@@ -13,13 +13,13 @@ packages=(
   dataset-fashion-mnist # the bundled default data: /usr/share/datasets/fashion-mnist
   libcli11-dev nlohmann-json3-dev zlib1g-dev
   libtomlplusplus-dev   # experiment files (flatmin sweep)
-  libstb-dev            # image folders (stb_image, header-only)
+  libpng-dev libjpeg-dev  # image folders (PNG, JPEG)
   gnuplot-nox           # the plots of flatmin report (svg, pngcairo)
   googletest libgtest-dev libgmock-dev
 )
-# The tests also open the report's HTML page in a headless browser and decode its screenshot, and check
-# that Python's torch.jit.load gives flatmin's logits for an exported model.
-[ "${1:-}" = all ] && packages+=(chromium python3-torch)
+# The tests also open the report's HTML page in a headless browser and decode its screenshot, write test
+# images (stb), and check that Python's torch.jit.load gives flatmin's logits for an exported model.
+[ "${1:-}" = all ] && packages+=(chromium libstb-dev python3-torch)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

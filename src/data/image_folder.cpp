@@ -1,5 +1,4 @@
-// Folders of images per class, decoded with stb_image (PNG, JPEG, BMP, GIF, TGA, PNM from one header-only
-// library in Debian's libstb-dev) and cached as tensors after the first read.
+// Folders of images per class (PNG and JPEG, image_decode.cpp), cached as tensors after the first read.
 #include <algorithm>
 #include <cctype>
 #include <cstdlib>
@@ -13,28 +12,16 @@
 #include "flatmin/data/sources.h"
 #include "internal.h"
 
-#define STB_IMAGE_IMPLEMENTATION
-#define STB_IMAGE_STATIC  // ours alone: no clash with another copy of stb_image in the same process
-#define STBI_NO_STDIO     // every image is read from memory
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wunused-function"
-#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
-#pragma GCC diagnostic ignored "-Wsign-compare"
-#include <stb/stb_image.h>
-#pragma GCC diagnostic pop
 
 namespace flatmin::data {
 namespace {
 
 namespace fs = std::filesystem;
 
-/// Images larger than this many pixels are refused before decoding (a lying header cannot exhaust memory).
-constexpr int64_t kMaxPixels = int64_t{1} << 26;
-
 bool is_image(const fs::path& p) {
   std::string ext = p.extension().string();
   std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  for (const char* e : {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tga", ".ppm", ".pgm"})
+  for (const char* e : {".png", ".jpg", ".jpeg"})
     if (ext == e) return true;
   return false;
 }
@@ -69,7 +56,7 @@ Listing list_images(const fs::path& root) {
                                    std::to_string(l.classes.size()) + "), e.g. " + (train_root / "cat").string() + "/1.png");
   for (size_t c = 0; c < l.classes.size(); ++c) {
     const std::vector<fs::path> files = sorted_entries(train_root / l.classes[c], false);
-    check(!files.empty(), (train_root / l.classes[c]).string() + ": no images (png, jpg, bmp, gif, tga, ppm, pgm)");
+    check(!files.empty(), (train_root / l.classes[c]).string() + ": no images (png, jpg, jpeg)");
     for (size_t i = 0; i < files.size(); ++i) {
       auto& split = !presplit && i % 5 == 4 ? l.test : l.train;
       split.emplace_back(files[i], static_cast<int64_t>(c));
@@ -154,31 +141,12 @@ Dataset decode_all(const std::vector<std::pair<fs::path, int64_t>>& files, int c
 int channels_of(const std::vector<std::pair<fs::path, int64_t>>& files) {
   for (const auto& f : files) {
     const std::vector<unsigned char> bytes = read_file_bytes(f.first.string());
-    int w = 0, h = 0, comp = 0;
-    if (stbi_info_from_memory(bytes.data(), static_cast<int>(bytes.size()), &w, &h, &comp) && comp >= 3) return 3;
+    if (image_has_colour(bytes.data(), bytes.size(), f.first.string())) return 3;
   }
   return 1;
 }
 
 }  // namespace
-
-at::Tensor decode_image(const unsigned char* bytes, size_t size, int channels, const std::string& name) {
-  check(channels == 1 || channels == 3, name + ": channels must be 1 or 3");
-  check(size > 0, name + ": empty file");
-  check(size <= static_cast<size_t>(INT32_MAX), name + ": file too large");
-  const int length = static_cast<int>(size);
-  int w = 0, h = 0, comp = 0;
-  if (!stbi_info_from_memory(bytes, length, &w, &h, &comp)) {
-    throw Error(name + ": not a decodable image (" + std::string(stbi_failure_reason()) + ")");
-  }
-  check(w > 0 && h > 0 && int64_t{w} * h <= kMaxPixels,
-        name + ": image of " + std::to_string(w) + "x" + std::to_string(h) + " pixels is too large");
-  std::unique_ptr<unsigned char, void (*)(void*)> pixels(stbi_load_from_memory(bytes, length, &w, &h, &comp, channels),
-                                                         &stbi_image_free);
-  if (!pixels) throw Error(name + ": corrupt image (" + std::string(stbi_failure_reason()) + ")");
-  // stb gives rows of interleaved channels (HWC): LibTorch wants the channel planes first.
-  return at::from_blob(pixels.get(), {h, w, channels}, at::TensorOptions().dtype(at::kByte)).permute({2, 0, 1}).clone();
-}
 
 TrainTest load_image_folder(const DataSource& source) {
   const fs::path root = source.dir();

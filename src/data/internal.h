@@ -16,6 +16,9 @@ std::vector<unsigned char> read_file_bytes(const std::string& path);
 /// What torch.save (or torch::pickle_save) wrote, read without reading past `size`; throws what LibTorch throws.
 c10::IValue load_pickle(const unsigned char* bytes, size_t size);
 
+/// Whether a PNG or JPEG image has colour (from its header); throws flatmin::Error "<name>: ..." otherwise.
+bool image_has_colour(const unsigned char* bytes, size_t size, const std::string& name);
+
 struct DataSource;
 struct TrainTest;
 /// The `folder` kind of load_dataset.

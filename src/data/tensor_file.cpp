@@ -37,10 +37,78 @@ class BoundedReader final : public caffe2::serialize::ReadAdapterInterface {
   size_t size_;
 };
 
+/// Walks a pickle's opcodes and checks that every argument lies within it: LibTorch's unpickler allocates a
+/// declared string length before it looks for the bytes (a 4 GB allocation from a damaged file, found by fuzzing).
+void check_pickle(const unsigned char* p, size_t n) {
+  size_t i = 0;
+  auto need = [&](uint64_t k) {
+    if (k > n - i) throw std::runtime_error("damaged pickle: an argument runs past its end");
+  };
+  auto skip_line = [&] {
+    const void* newline = std::memchr(p + i, '\n', n - i);
+    if (newline == nullptr) throw std::runtime_error("damaged pickle: an unterminated line");
+    i = static_cast<size_t>(static_cast<const unsigned char*>(newline) - p) + 1;
+  };
+  auto length = [&](int bytes) {
+    need(bytes);
+    uint64_t v = 0;
+    for (int b = 0; b < bytes; ++b) v |= uint64_t{p[i + b]} << (8 * b);
+    i += bytes;
+    need(v);
+    return v;
+  };
+  while (i < n) {
+    const unsigned char op = p[i++];
+    switch (op) {
+      case '.':  // STOP
+        return;
+      case '(': case '0': case '1': case '2': case 'N': case 0x88: case 0x89: case ']': case 'a': case 'e': case 'l':
+      case ')': case 't': case 0x85: case 0x86: case 0x87: case '}': case 'd': case 's': case 'u': case 'b':
+      case 'R': case 0x81: case 'Q': case 0x8f: case 0x90: case 0x91: case 0x92: case 0x93: case 0x94: case 0x97:
+      case 0x98:
+        break;
+      case 'K': case 'h': case 'q': case 0x80: case 0x82:
+        need(1), i += 1;
+        break;
+      case 'M': case 0x83:
+        need(2), i += 2;
+        break;
+      case 'J': case 'j': case 'r': case 0x84:
+        need(4), i += 4;
+        break;
+      case 'G': case 0x95:
+        need(8), i += 8;
+        break;
+      case 'U': case 'C': case 0x8c: case 0x8a:
+        i += length(1);
+        break;
+      case 'T': case 'B': case 'X': case 0x8b:
+        i += length(4);
+        break;
+      case 0x8d: case 0x8e: case 0x96:
+        i += length(8);
+        break;
+      case 'c':
+        skip_line();
+        skip_line();
+        break;
+      case 'I': case 'L': case 'S': case 'V': case 'F': case 'P': case 'g': case 'p':
+        skip_line();
+        break;
+      default:
+        throw std::runtime_error("damaged pickle: unknown opcode " + std::to_string(op));
+    }
+  }
+  throw std::runtime_error("damaged pickle: no STOP opcode");
+}
+
 }  // namespace
 
 c10::IValue load_pickle(const unsigned char* bytes, size_t size) {
   caffe2::serialize::PyTorchStreamReader reader(std::make_shared<BoundedReader>(bytes, size));
+  if (!reader.hasRecord("data.pkl")) throw std::runtime_error("no data.pkl record");
+  const auto [pickle, pickle_size] = reader.getRecord("data.pkl");
+  check_pickle(static_cast<const unsigned char*>(pickle.get()), pickle_size);
   return torch::jit::readArchiveAndTensors("data", "", "", c10::nullopt, c10::nullopt, c10::nullopt, reader);
 }
 

@@ -1,6 +1,6 @@
 #pragma once
 // Small datasets written in the exact formats flatmin reads (CIFAR binary records, torch.save tensor files,
-// PNG/JPEG/BMP images, IDX), for the reader tests and the command-line tests.
+// PNG/JPEG images, IDX), for the reader tests and the command-line tests.
 
 #include <filesystem>
 #include <fstream>
@@ -70,7 +70,7 @@ inline std::string tensor_file(const at::Tensor& x, const at::Tensor& y, int64_t
   return std::string(bytes.begin(), bytes.end());
 }
 
-/// Writes uint8 [c, h, w] as .png, .jpg or .bmp by the extension.
+/// Writes uint8 [c, h, w] as PNG or JPEG (.jpg, .jpeg) by the extension.
 inline void write_image(const std::filesystem::path& path, const at::Tensor& chw) {
   std::filesystem::create_directories(path.parent_path());
   const at::Tensor hwc = chw.permute({1, 2, 0}).contiguous();
@@ -78,8 +78,7 @@ inline void write_image(const std::filesystem::path& path, const at::Tensor& chw
   const std::string ext = path.extension().string();
   const std::string p = path.string();
   if (ext == ".png") stbi_write_png(p.c_str(), w, h, c, hwc.data_ptr(), w * c);
-  if (ext == ".jpg") stbi_write_jpg(p.c_str(), w, h, c, hwc.data_ptr(), 95);
-  if (ext == ".bmp") stbi_write_bmp(p.c_str(), w, h, c, hwc.data_ptr());
+  if (ext == ".jpg" || ext == ".jpeg") stbi_write_jpg(p.c_str(), w, h, c, hwc.data_ptr(), 95);
 }
 
 /// A whole dataset of each kind under `root`: root/cifar10, root/cifar100, root/folder, root/tensors, root/idx.
@@ -102,7 +101,7 @@ inline void write_all_kinds(const std::filesystem::path& root) {
   {
     auto [x, y] = synthetic_images(60, 3, 20, 20, 3, 3);
     const char* names[] = {"cat", "dog", "fox"};
-    const char* exts[] = {".png", ".jpg", ".bmp"};
+    const char* exts[] = {".png", ".jpg", ".jpeg"};
     for (int64_t i = 0; i < x.size(0); ++i) {
       const int64_t k = y[i].item<int64_t>();
       char file[32];

@@ -150,9 +150,8 @@ TEST(ImageFolder, DecodesResizesSplitsAndCaches) {
   const fs::path dir = scratch("folder");
   const fs::path root = dir / "images", cache = dir / "cache";
   auto [x, y] = synthetic_images(20, 3, 12, 12, 2, 5);
-  const char* exts[] = {".png", ".bmp"};  // lossless, so the pixels can be compared
-  for (int64_t i = 0; i < 20; ++i)
-    write_image(root / (y[i].item<int64_t>() == 0 ? "ant" : "bee") / (std::to_string(10 + i) + exts[i % 2]), x[i]);
+  for (int64_t i = 0; i < 20; ++i)  // PNG: lossless, so the pixels can be compared
+    write_image(root / (y[i].item<int64_t>() == 0 ? "ant" : "bee") / (std::to_string(10 + i) + ".png"), x[i]);
   // One grey image among colour ones: it becomes RGB (its value in every channel).
   write_image(root / "bee" / "99.png", x[1].select(0, 0).unsqueeze(0));
   const auto source = data::DataSource().kind("folder").dir(root.string()).cache_dir(cache.string());
@@ -191,8 +190,22 @@ TEST(ImageFolder, TrainAndTestFoldersAndDamagedFiles) {
   EXPECT_CONTAINS(error_of([&] { data::load_dataset(source); }), "7.png: 6x5 pixels, but");
   EXPECT_CONTAINS(error_of([&] { data::load_dataset(source); }), "pass --image-size S");
   write_bytes(dir / "train" / "a" / "7.png", "\x89PNG\r\n\x1a\n garbage");
-  EXPECT_CONTAINS(error_of([&] { data::load_dataset(source); }), "7.png: not a decodable image");
+  EXPECT_CONTAINS(error_of([&] { data::load_dataset(source); }), "7.png: corrupt PNG");
+  write_bytes(dir / "train" / "a" / "7.png", "GIF89a");
+  EXPECT_CONTAINS(error_of([&] { data::load_dataset(source); }), "7.png: not a PNG or JPEG image");
+  // A truncated JPEG (libjpeg would pad it with grey): refused.
+  write_image(dir / "full.jpg", x[0]);
+  {
+    std::ifstream in(dir / "full.jpg", std::ios::binary);
+    const std::string jpeg((std::istreambuf_iterator<char>(in)), {});
+    write_bytes(dir / "train" / "a" / "7.jpg", jpeg.substr(0, jpeg.size() / 2));
+  }
   fs::remove(dir / "train" / "a" / "7.png");
+  EXPECT_CONTAINS(error_of([&] { data::load_dataset(source); }), "7.jpg: corrupt JPEG");
+  fs::remove(dir / "train" / "a" / "7.jpg");
+  write_image(dir / "train" / "a" / "7.jpg", x[0]);
+  EXPECT_EQ(data::load_dataset(source).train.size(), 7);  // an intact JPEG decodes
+  fs::remove(dir / "train" / "a" / "7.jpg");
   write_image(dir / "test" / "zebra" / "1.png", x[0]);
   EXPECT_CONTAINS(error_of([&] { data::load_dataset(source); }), "zebra: a test class that the training folder lacks");
   fs::remove_all(dir / "test");

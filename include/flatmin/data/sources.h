@@ -8,7 +8,7 @@
 ///                  DIR/cifar-10-batches-bin); records of 1 label byte + 3×32×32 bytes
 ///   cifar100       CIFAR-100's: train.bin and test.bin (in DIR or DIR/cifar-100-binary); records of a coarse
 ///                  and a fine label byte + 3×32×32 bytes; fine (100 classes) or coarse (20) labels
-///   folder         images per class: DIR/<class>/*.png|jpg|jpeg|bmp|gif|tga|ppm|pgm (stb_image), or
+///   folder         images per class: DIR/<class>/*.png|jpg|jpeg (libpng, libjpeg-turbo), or
 ///                  DIR/train/<class>/… and DIR/test/<class>/…; without train/ and test/, every fifth image of each
 ///                  class (in file-name order) is a test image. Classes in name order. Decoded once, then cached.
 ///   tensors        DIR/train.pt and DIR/test.pt written in Python: torch.save({"x": x, "y": y}, path), x of
@@ -59,8 +59,9 @@ Dataset read_cifar(const std::vector<std::string>& paths, CifarLabels labels);
 /// file's "classes" or the largest label + 1. Throws flatmin::Error "<name>: ..." on anything else.
 Dataset parse_tensor_file(const unsigned char* bytes, size_t size, const std::string& name, int64_t num_classes = 0);
 
-/// Decodes one image file held in memory to uint8 [channels, H, W] (channels 1 or 3: grey or RGB, alpha
-/// dropped). Throws flatmin::Error "<name>: ..." when it is not a decodable image.
+/// Decodes one PNG or JPEG file held in memory to uint8 [channels, H, W] (channels 1 or 3: grey or RGB; alpha
+/// composited onto black). Throws flatmin::Error "<name>: ..." when it is neither, is damaged or truncated, or
+/// has more than 2^26 pixels.
 at::Tensor decode_image(const unsigned char* bytes, size_t size, int channels, const std::string& name);
 
 }  // namespace flatmin::data
