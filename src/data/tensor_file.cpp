@@ -37,8 +37,9 @@ class BoundedReader final : public caffe2::serialize::ReadAdapterInterface {
   size_t size_;
 };
 
-/// Walks a pickle's opcodes and checks that every argument lies within it: LibTorch's unpickler allocates a
-/// declared string length before it looks for the bytes (a 4 GB allocation from a damaged file, found by fuzzing).
+/// Walks a pickle's opcodes and checks that every argument lies within it and every memo index is plausible:
+/// LibTorch's unpickler allocates a declared string length before it looks for the bytes, and memory for twice a
+/// memo index (allocations of 4 and 28 GB from damaged files, found by fuzzing).
 void check_pickle(const unsigned char* p, size_t n) {
   size_t i = 0;
   auto need = [&](uint64_t k) {
@@ -73,7 +74,15 @@ void check_pickle(const unsigned char* p, size_t n) {
       case 'M': case 0x83:
         need(2), i += 2;
         break;
-      case 'J': case 'j': case 'r': case 0x84:
+      case 'j': case 'r': {
+        // Memo indices: LibTorch reserves twice the index; a real one is below the number of opcodes so far.
+        const uint64_t index = (need(4), uint64_t{p[i]} | uint64_t{p[i + 1]} << 8 | uint64_t{p[i + 2]} << 16 |
+                                             uint64_t{p[i + 3]} << 24);
+        if (index > i) throw std::runtime_error("damaged pickle: memo index " + std::to_string(index) + " out of range");
+        i += 4;
+        break;
+      }
+      case 'J': case 0x84:
         need(4), i += 4;
         break;
       case 'G': case 0x95:
@@ -100,6 +109,25 @@ void check_pickle(const unsigned char* p, size_t n) {
     }
   }
   throw std::runtime_error("damaged pickle: no STOP opcode");
+}
+
+/// Whether every element of `t` lies inside its storage: the unpickler takes a damaged file's sizes, strides and
+/// offset as they come, and reading such a tensor reads past its storage (found by fuzzing).
+bool within_storage(const at::Tensor& t) {
+  if (!t.has_storage() || t.device() != at::kCPU) return false;
+  for (int64_t d = 0; d < t.dim(); ++d)
+    if (t.size(d) == 0) return true;  // empty: nothing is read
+  int64_t last = t.storage_offset();
+  if (last < 0) return false;
+  for (int64_t d = 0; d < t.dim(); ++d) {
+    int64_t extent = 0;
+    if (t.size(d) < 0 || t.stride(d) < 0 || __builtin_mul_overflow(t.size(d) - 1, t.stride(d), &extent) ||
+        __builtin_add_overflow(last, extent, &last))
+      return false;
+  }
+  int64_t bytes = 0;
+  return !__builtin_mul_overflow(last + 1, static_cast<int64_t>(t.element_size()), &bytes) &&
+         static_cast<uint64_t>(bytes) <= t.storage().nbytes();
 }
 
 }  // namespace
@@ -131,6 +159,7 @@ Dataset parse_tensor_file(const unsigned char* bytes, size_t size, const std::st
     const c10::IValue& v = entry.value();
     if (key == "x" || key == "y") {
       check(v.isTensor(), name + ": \"" + key + "\" is a " + v.tagKind() + ", not a tensor");
+      check(within_storage(v.toTensor()), name + ": \"" + key + "\" is damaged (its shape exceeds its data)");
       (key == "x" ? x : y) = v.toTensor();
     } else if (key == "classes") {
       check(v.isInt() && v.toInt() >= 1, name + ": \"classes\" must be an int >= 1");
