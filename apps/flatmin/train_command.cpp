@@ -742,9 +742,9 @@ Action add_train_command(CLI::App& app) {
       args->model_given = cmd->count("--model") > 0;
       args->width_given = cmd->count("--width") > 0;
     } else {
-      for (const char* name : {"--reset-head", "--freeze"})
-        if (cmd->count(name) > 0 && !(args->model_file.size() && std::string(name) == "--freeze"))
-          throw CLI::ValidationError(name, std::string(name) + " needs --init (or --model-file)");
+      if (cmd->count("--reset-head") > 0) throw CLI::ValidationError("--reset-head", "--reset-head needs --init");
+      if (cmd->count("--freeze") > 0 && args->model_file.empty())
+        throw CLI::ValidationError("--freeze", "--freeze needs --init (or --model-file)");
     }
     return run_train(*args);
   };

@@ -146,6 +146,31 @@ int channels_of(const std::vector<std::pair<fs::path, int64_t>>& files) {
   return 1;
 }
 
+/// The cached pixels when `cache` holds the images `key` describes; false when it is missing, damaged or stale.
+bool read_cache(const fs::path& cache, const std::string& key, int64_t num_classes, TrainTest& out) {
+  std::error_code ec;
+  if (!fs::is_regular_file(cache, ec)) return false;
+  try {
+    const std::vector<unsigned char> bytes = read_file_bytes(cache.string());
+    const auto dict = load_pickle(bytes.data(), bytes.size()).toGenericDict();
+    if (dict.at("key").toStringRef() != key) return false;
+    for (auto [split, name] : {std::pair<Dataset*, std::string>{&out.train, "train"}, {&out.test, "test"}}) {
+      split->inputs = dict.at(name + "_x").toTensor();
+      split->targets = dict.at(name + "_y").toTensor();
+      split->num_classes = num_classes;
+    }
+    return true;
+  } catch (const std::exception&) {
+    return false;  // rebuilt by the caller
+  }
+}
+
+/// uint8 pixels to floats in [0, 1].
+TrainTest scaled(TrainTest t) {
+  for (Dataset* d : {&t.train, &t.test}) d->inputs = d->inputs.to(at::kFloat).div_(255.0f);
+  return t;
+}
+
 }  // namespace
 
 TrainTest load_image_folder(const DataSource& source) {
@@ -158,24 +183,8 @@ TrainTest load_image_folder(const DataSource& source) {
   const bool use_cache = source.cache_dir() != "none";
   const fs::path cache = use_cache ? cache_path(source, key) : fs::path();
   const auto num_classes = static_cast<int64_t>(l.classes.size());
-  TrainTest out;
-  if (use_cache && fs::is_regular_file(cache, ec)) {
-    try {
-      const std::vector<unsigned char> bytes = read_file_bytes(cache.string());
-      const c10::IValue v = load_pickle(bytes.data(), bytes.size());
-      const auto dict = v.toGenericDict();
-      if (dict.at("key").toStringRef() == key) {
-        for (auto [split, name] : {std::pair<Dataset*, std::string>{&out.train, "train"}, {&out.test, "test"}}) {
-          split->inputs = dict.at(name + "_x").toTensor().to(at::kFloat).div_(255.0f);
-          split->targets = dict.at(name + "_y").toTensor();
-          split->num_classes = num_classes;
-        }
-        return out;
-      }
-    } catch (const std::exception&) {
-      // A damaged or foreign cache file is rebuilt below.
-    }
-  }
+  TrainTest out;  // uint8 pixels until the end
+  if (use_cache && read_cache(cache, key, num_classes, out)) return scaled(std::move(out));
   const int channels = channels_of(l.train);
   out.train = decode_all(l.train, channels, source.image_size(), num_classes);
   out.test = decode_all(l.test, channels, source.image_size(), num_classes);
@@ -202,8 +211,7 @@ TrainTest load_image_folder(const DataSource& source) {
     if (file) fs::rename(tmp, cache, ec);  // a cache that cannot be written is only slower next time
     if (!file || ec) fs::remove(tmp, ec);
   }
-  for (Dataset* d : {&out.train, &out.test}) d->inputs = d->inputs.to(at::kFloat).div_(255.0f);
-  return out;
+  return scaled(std::move(out));
 }
 
 }  // namespace flatmin::data

@@ -50,11 +50,15 @@ void check_pickle(const unsigned char* p, size_t n) {
     if (newline == nullptr) throw std::runtime_error("damaged pickle: an unterminated line");
     i = static_cast<size_t>(static_cast<const unsigned char*>(newline) - p) + 1;
   };
-  auto length = [&](int bytes) {
+  auto little_endian = [&](int bytes) {
     need(bytes);
     uint64_t v = 0;
     for (int b = 0; b < bytes; ++b) v |= uint64_t{p[i + b]} << (8 * b);
     i += bytes;
+    return v;
+  };
+  auto length = [&](int bytes) {
+    const uint64_t v = little_endian(bytes);
     need(v);
     return v;
   };
@@ -76,10 +80,9 @@ void check_pickle(const unsigned char* p, size_t n) {
         break;
       case 'j': case 'r': {
         // Memo indices: LibTorch reserves twice the index; a real one is below the number of opcodes so far.
-        const uint64_t index = (need(4), uint64_t{p[i]} | uint64_t{p[i + 1]} << 8 | uint64_t{p[i + 2]} << 16 |
-                                             uint64_t{p[i + 3]} << 24);
-        if (index > i) throw std::runtime_error("damaged pickle: memo index " + std::to_string(index) + " out of range");
-        i += 4;
+        const size_t at = i;
+        const uint64_t index = little_endian(4);
+        if (index > at) throw std::runtime_error("damaged pickle: memo index " + std::to_string(index) + " out of range");
         break;
       }
       case 'J': case 0x84:
