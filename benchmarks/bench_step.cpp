@@ -13,6 +13,9 @@
 //   build/benchmarks/bench_step --threads 2 --models cnn --batches 128
 //   /usr/bin/python3 benchmarks/python_baseline.py > /tmp/baseline.json
 //   build/benchmarks/bench_step --baseline /tmp/baseline.json
+//   # a GPU (flatmin built against a CUDA LibTorch; scripts/gpu-check.sh runs both sides):
+//   python3 benchmarks/python_baseline.py --device cuda --models resnet18 --batches 128 --methods sgd,nso,sam > b.json
+//   build/benchmarks/bench_step --device cuda --models resnet18 --batches 128 --methods nso,sam --baseline b.json
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -45,7 +48,22 @@ struct Args {
   bool noise = true;
   bool memory = true;
   std::string baseline;
+  std::string device = "cpu";
+  std::string precision = "fp32";
+  std::string layout = "nchw";
+  int64_t width = 0;
 };
+
+// The input of each model: resnets take CIFAR's 3x32x32, the others Fashion-MNIST's 1x28x28.
+std::vector<int64_t> input_shape(const std::string& model, int64_t batch) {
+  if (model.rfind("resnet", 0) == 0) return {batch, 3, 32, 32};
+  return {batch, 1, 28, 28};
+}
+
+models::ModelSpec bench_model_spec(const std::string& name, int64_t width) {
+  const bool resnet = name.rfind("resnet", 0) == 0;
+  return models::ModelSpec().name(name).width(width).in_channels(resnet ? 3 : 1).image_size(resnet ? 32 : 28);
+}
 
 std::vector<std::string> split(const std::string& s) {
   std::vector<std::string> out;
@@ -89,6 +107,21 @@ std::map<std::string, double> read_baseline(const std::string& path) {
   for (const auto& [key, value] : json.items())  // keys starting with '_' are metadata
     if (!key.empty() && key[0] != '_' && value.is_number()) out[key] = value.get<double>();
   return out;
+}
+
+// A baseline measured in another configuration compares nothing: refuse it rather than print ratios.
+void check_baseline_matches(const std::string& path, const Args& a) {
+  if (path.empty()) return;
+  std::ifstream in(path);
+  const nlohmann::json json = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  for (const auto& [key, mine] : {std::pair<std::string, std::string>{"_device", a.device},
+                                  {"_precision", a.precision},
+                                  {"_layout", a.layout}}) {
+    const std::string theirs = json.value(key, key == "_device" ? std::string("cpu")
+                                                : key == "_precision" ? std::string("fp32") : std::string("nchw"));
+    if (theirs != mine)
+      throw Error(path + ": the baseline was measured with " + key.substr(1) + " " + theirs + ", this run uses " + mine);
+  }
 }
 
 void bench_noise() {
@@ -138,7 +171,11 @@ static int run_benchmarks(int argc, char** argv) {
           "  --baseline FILE         JSON from benchmarks/python_baseline.py: adds flatmin / PyTorch ratios\n"
           "  --no-malloc-tuning      keep glibc's default mmap/trim thresholds\n"
           "  --no-noise              skip the noise-throughput table\n"
-          "  --no-memory             time with LibTorch's own allocator, not the counting one (memory columns 0)\n");
+          "  --no-memory             time with LibTorch's own allocator, not the counting one (memory columns 0)\n"
+          "  --models resnet18       resnets take 3x32x32 inputs (CIFAR); --width W sets their base width\n"
+          "  --device cpu|cuda[:N]   where to run (steps are timed to the device's completion)\n"
+          "  --precision fp32|bf16   forward passes in bf16 autocast\n"
+          "  --layout nchw|channels-last   memory format of 4-D weights and inputs\n");
       return 0;
     }
     if (key == "--no-malloc-tuning") { a.malloc_tuning = false; continue; }
@@ -153,15 +190,33 @@ static int run_benchmarks(int argc, char** argv) {
     else if (key == "--rounds") a.rounds = std::stoi(value);
     else if (key == "--steps") a.steps = std::stoi(value);
     else if (key == "--baseline") a.baseline = value;
+    else if (key == "--device") a.device = value;
+    else if (key == "--precision") a.precision = value;
+    else if (key == "--layout") a.layout = value;
+    else if (key == "--width") a.width = std::stoll(value);
     else { std::fprintf(stderr, "unknown option %s\n", key.c_str()); return 2; }
   }
   if (a.methods.empty() || a.methods.front() != "sgd") a.methods.insert(a.methods.begin(), "sgd");
+  const c10::Device device = parse_device(a.device);
+  const Precision precision = parse_precision(a.precision);
+  check(a.layout == "nchw" || a.layout == "channels-last", "--layout: nchw or channels-last, not " + a.layout);
+  const at::MemoryFormat layout = a.layout == "nchw" ? at::MemoryFormat::Contiguous : at::MemoryFormat::ChannelsLast;
   if (a.malloc_tuning) tune_malloc_for_training();
-  MemoryCounter* counter = a.memory ? &MemoryCounter::install() : nullptr;
+  // The counter sees CPU allocations only; where it cannot count (some LibTorch builds) it says so.
+  MemoryCounter* counter = a.memory && device.is_cpu() ? &MemoryCounter::install() : nullptr;
+  const std::string memory_note = !a.memory ? "off (--no-memory)"
+                                  : !device.is_cpu() ? "not counted on " + device.str()
+                                  : counter->counting() ? "counted"
+                                                        : "not counted: this LibTorch does not allocate CPU tensors "
+                                                          "through c10::SetCPUAllocator";
+  if (counter && !counter->counting()) counter = nullptr;
+  check_baseline_matches(a.baseline, a);
   const std::map<std::string, double> baseline = read_baseline(a.baseline);
   const ThreadCounts threads = set_num_threads(a.threads);
   std::printf("# %s | threads: torch %d, blas %d | malloc tuning %s | %d rounds, median round\n",
               version_string().c_str(), threads.torch_intra_op, threads.blas, a.malloc_tuning ? "on" : "off", a.rounds);
+  std::printf("# device %s | precision %s | layout %s | memory %s\n", device.str().c_str(), a.precision.c_str(),
+              a.layout.c_str(), memory_note.c_str());
   std::printf("# held: bytes kept between steps beyond SGD's; extra: peak bytes during a step beyond SGD's;\n"
               "#       both in parameter-sized buffers\n");
   std::printf("%-5s %5s %-16s %6s %10s %7s %6s %7s %9s\n", "model", "batch", "method", "evals", "ms/step", "x sgd",
@@ -169,31 +224,49 @@ static int run_benchmarks(int argc, char** argv) {
   for (const auto& model_name : a.models) {
     for (int64_t batch : a.batches) {
       torch::manual_seed(0);
-      const at::Tensor x = torch::randn({batch, 1, 28, 28});
-      const at::Tensor y = torch::randint(0, 10, {batch}, torch::kLong);
+      const at::Tensor x = torch::randn(input_shape(model_name, batch)).to(device).contiguous(layout);
+      const at::Tensor y = torch::randint(0, 10, {batch}, torch::kLong).to(device);
+      // As flatmin train does: a GPU step is checked for finiteness every kDeviceCheckEvery steps.
+      const int64_t check_every = device.is_cpu() ? 1 : training::kDeviceCheckEvery;
+      auto build_model = [&] {
+        models::Model m = models::make_model(bench_model_spec(model_name, a.width));
+        m->to(device);
+        if (layout != at::MemoryFormat::Contiguous) {
+          torch::NoGradGuard no_grad;
+          for (auto& p : m->parameters())
+            if (p.dim() == 4) p.set_data(p.contiguous(layout));
+        }
+        return m;
+      };
       std::vector<Bench> benches;
       int64_t parameter_bytes = 0;
       for (const auto& method : a.methods) {
         torch::manual_seed(1);
-        Bench b{method, models::make_model(models::ModelSpec().name(model_name)), nullptr, {}};
+        Bench b{method, build_model(), nullptr, {}};
         b.opt = optim::make_perturbed_optimizer(b.model->parameters(), spec_for(method),
                                                 optim::BaseOptimizerOptions().lr(0.01),
-                                                optim::PerturbedOptimizerOptions().accumulate_in_grad(true));
+                                                optim::PerturbedOptimizerOptions().accumulate_in_grad(true).check_finite_every(check_every));
         b.opt->track_buffers(b.model->buffers());
         parameter_bytes = models::count_parameters(*b.model.module()) * 4;
         benches.push_back(std::move(b));
       }
       auto closure_for = [&](Bench& b) {
         return [&] {
-          at::Tensor loss = torch::nn::functional::cross_entropy(b.model.forward(x), y);
+          at::Tensor loss;
+          {
+            AutocastScope autocast(device, precision);
+            loss = torch::nn::functional::cross_entropy(b.model.forward(x), y);
+          }
           loss.backward();
           return loss;
         };
       };
       auto run = [&](Bench& b, int steps) {
         auto closure = closure_for(b);
+        synchronize(device);
         const auto t0 = std::chrono::steady_clock::now();
         for (int s = 0; s < steps; ++s) b.opt->step(closure);
+        synchronize(device);  // a GPU step is done when its kernels are, not when they are queued
         return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() / steps;
       };
       for (auto& b : benches) run(b, 3);  // warm-up: allocator, kernels, optimizer state
@@ -203,10 +276,10 @@ static int run_benchmarks(int argc, char** argv) {
         if (!counter) break;
         const int64_t before = counter->live();
         torch::manual_seed(1);
-        Bench fresh{b.method, models::make_model(models::ModelSpec().name(model_name)), nullptr, {}};
+        Bench fresh{b.method, build_model(), nullptr, {}};
         fresh.opt = optim::make_perturbed_optimizer(fresh.model->parameters(), spec_for(b.method),
                                                     optim::BaseOptimizerOptions().lr(0.01),
-                                                    optim::PerturbedOptimizerOptions().accumulate_in_grad(true));
+                                                    optim::PerturbedOptimizerOptions().accumulate_in_grad(true).check_finite_every(check_every));
         fresh.opt->track_buffers(fresh.model->buffers());
         run(fresh, 2);
         b.held = counter->live() - before;
@@ -225,10 +298,14 @@ static int run_benchmarks(int argc, char** argv) {
         const std::string key = model_name + "/" + std::to_string(batch) + "/" + b.method;
         char python[16] = "-";
         if (baseline.count(key)) std::snprintf(python, sizeof python, "%.2f", ms / baseline.at(key));
-        std::printf("%-5s %5lld %-16s %6lld %10.3f %7.2f %6.2f %7.2f %9s\n", model_name.c_str(),
+        char held[16] = "-", extra[16] = "-";
+        if (counter) {
+          std::snprintf(held, sizeof held, "%.2f", static_cast<double>(b.held - sgd.held) / parameter_bytes);
+          std::snprintf(extra, sizeof extra, "%.2f", static_cast<double>(b.step_peak - sgd.step_peak) / parameter_bytes);
+        }
+        std::printf("%-5s %5lld %-16s %6lld %10.3f %7.2f %6s %7s %9s\n", model_name.c_str(),
                     static_cast<long long>(batch), b.method.c_str(), static_cast<long long>(b.opt->evaluations()), ms,
-                    ms / sgd_ms, static_cast<double>(b.held - sgd.held) / parameter_bytes,
-                    static_cast<double>(b.step_peak - sgd.step_peak) / parameter_bytes, python);
+                    ms / sgd_ms, held, extra, python);
       }
       std::fflush(stdout);
     }

@@ -4,8 +4,13 @@ SAM reference repositories' style), run with Debian's PyTorch (python3-torch: th
 Debian's LibTorch). The baseline flatmin is compared with.
 
     /usr/bin/python3 benchmarks/python_baseline.py --threads 1 > baseline.json
+    # on a GPU (any PyTorch with CUDA): CIFAR-style ResNet-18, width 64, 3x32x32 inputs
+    python3 benchmarks/python_baseline.py --device cuda --models resnet18 --batches 128,512 \
+        --methods sgd,nso,sam --layout channels-last --precision bf16 > gpu_baseline.json
 
-Prints {"<model>/<batch>/<method>": ms_per_step, ...}: the median of interleaved rounds, like bench_step.
+Prints {"<model>/<batch>/<method>": ms_per_step, ...}: the median of interleaved rounds, like bench_step
+(on a GPU each round ends with torch.cuda.synchronize()), plus "_..." metadata: device, precision, layout,
+PyTorch version and GPU, so that bench_step compares like with like.
 """
 import argparse
 import json
@@ -30,11 +35,43 @@ def cnn():
         nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, 10))
 
 
+class BasicBlock(nn.Module):
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+def resnet18(width=64, classes=10):
+    """The CIFAR ResNet-18 (3x3 stem, no max-pool), as flatmin's resnet18 with --width 64."""
+    layers, cin = [nn.Conv2d(3, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU()], width
+    for i, blocks in enumerate([2, 2, 2, 2]):
+        cout = width * 2 ** i
+        for b in range(blocks):
+            layers.append(BasicBlock(cin, cout, 2 if (b == 0 and i > 0) else 1))
+            cin = cout
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, classes)]
+    return nn.Sequential(*layers)
+
+
+MODELS = {"mlp": (mlp, (1, 28, 28)), "cnn": (cnn, (1, 28, 28)), "resnet18": (resnet18, (3, 32, 32))}
+
+
 class Step:
     """One method's step over a model and a base SGD optimizer (lr 0.01), closure-free like the repos."""
 
-    def __init__(self, model, method, x, y):
+    def __init__(self, model, method, x, y, autocast=None):
         self.model, self.method, self.x, self.y = model, method, x, y
+        self.autocast = autocast  # a torch.autocast context factory, or None
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.opt = torch.optim.SGD(self.params, lr=0.01, momentum=0.9)
         self.sigma, self.rho = 0.01, 0.05
@@ -43,7 +80,11 @@ class Step:
             self.s = [torch.ones_like(p) for p in self.params]
 
     def loss_backward(self):
-        loss = F.cross_entropy(self.model(self.x), self.y)
+        if self.autocast is None:
+            loss = F.cross_entropy(self.model(self.x), self.y)
+        else:
+            with self.autocast():
+                loss = F.cross_entropy(self.model(self.x), self.y)
         loss.backward()
         return loss
 
@@ -191,30 +232,54 @@ def main():
     ap.add_argument("--methods", default="sgd,wp-sgd,nso,nso-k2,nso-no-negative,sam,usam,asam,rsam,bsam,crsam")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=9)
+    ap.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="bf16: torch.autocast")
+    ap.add_argument("--layout", default="nchw", choices=["nchw", "channels-last"])
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    results = {"_threads": torch.get_num_threads(), "_torch": torch.__version__}
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        sys.exit("python_baseline.py: --device %s: this PyTorch sees no CUDA GPU" % args.device)
+    fmt = torch.channels_last if args.layout == "channels-last" else torch.contiguous_format
+    autocast = None
+    if args.precision == "bf16":
+        autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16)  # noqa: E731
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    results = {"_threads": torch.get_num_threads(), "_torch": torch.__version__, "_device": args.device,
+               "_precision": args.precision, "_layout": args.layout}
+    if device.type == "cuda":
+        results["_gpu"] = torch.cuda.get_device_name(device)
+        results["_cuda"] = torch.version.cuda
     for model_name in args.models.split(","):
+        make, shape = MODELS[model_name]
         for batch in map(int, args.batches.split(",")):
             torch.manual_seed(0)
-            x, y = torch.randn(batch, 1, 28, 28), torch.randint(0, 10, (batch,))
+            x, y = torch.randn(batch, *shape), torch.randint(0, 10, (batch,))
+            x, y = x.to(device).contiguous(memory_format=fmt) if x.dim() == 4 else x.to(device), y.to(device)
             steps = {}
             for method in args.methods.split(","):
                 torch.manual_seed(1)
-                steps[method] = Step(mlp() if model_name == "mlp" else cnn(), method, x, y)
+                model = make().to(device)
+                if x.dim() == 4:
+                    model = model.to(memory_format=fmt)
+                steps[method] = Step(model, method, x, y, autocast)
             for s in steps.values():
                 for _ in range(3):
                     s()
+            sync()
             t0 = time.perf_counter()
             for _ in range(5):
                 steps["sgd"]()
+            sync()
             n = max(3, int(0.3 / ((time.perf_counter() - t0) / 5)))
             rounds = {m: [] for m in steps}
             for _ in range(args.rounds):
                 for m, s in steps.items():
+                    sync()
                     t0 = time.perf_counter()
                     for _ in range(n):
                         s()
+                    sync()
                     rounds[m].append(1000 * (time.perf_counter() - t0) / n)
             for m in steps:
                 results[f"{model_name}/{batch}/{m}"] = statistics.median(rounds[m])

@@ -20,9 +20,11 @@
 #include <torch/utils.h>
 
 #include "checkpoint_data.h"
+#include "device_option.h"
 #include "commands.h"
 #include "report_text.h"
 #include "validators.h"
+#include "flatmin/core/device.h"
 #include "flatmin/core/error.h"
 #include "flatmin/core/runtime.h"
 #include "flatmin/core/seed.h"
@@ -85,6 +87,7 @@ struct GeometryArgs {
   uint64_t sample_seed = 0;
   std::string out;
   int threads = 0;
+  std::string device = "cpu";
   std::string progress = "auto";
 };
 
@@ -114,10 +117,12 @@ int run_geometry(const GeometryArgs& a) {
 
   std::string path = a.checkpoint;
   if (fs::is_directory(path)) path = (fs::path(path) / "model.ckpt").string();
+  const c10::Device device = parse_device(a.device);
   training::CheckpointContents ck = training::load_checkpoint(path);
   const int threads = a.threads > 0 ? a.threads
                                     : models::default_num_threads(ck.spec, static_cast<int>(std::thread::hardware_concurrency()));
   const ThreadCounts thread_counts = set_num_threads(threads);
+  ck.model->to(device);
   const std::string out_path = a.out.empty() ? (fs::path(path).parent_path() / "geometry.json").string() : a.out;
 
   const data::DataSource source = run_data_source(path, a.data_dir);
@@ -149,6 +154,7 @@ int run_geometry(const GeometryArgs& a) {
   j["seed"] = a.seed;
   j["sample_seed"] = a.sample_seed;
   j["threads"] = thread_counts.torch_intra_op;
+  j["device"] = device.str();
   progress.line("flatmin geometry: " + path + " | " + ck.spec.name() + ", " + std::to_string(objective.dim()) +
                 " parameters | " + a.split + " split, " + std::to_string(sample.size()) + " of " +
                 std::to_string(split->size()) + " examples | " + std::to_string(thread_counts.torch_intra_op) +
@@ -335,7 +341,7 @@ int run_geometry(const GeometryArgs& a) {
       geometry::MeasurementScope scope(per_example, false);
       torch::NoGradGuard no_grad;
       max_loss = torch::nn::functional::cross_entropy(
-                     ck.model.forward(both.inputs), both.targets,
+                     ck.model.forward(both.inputs.to(device)), both.targets.to(device),
                      torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone))
                      .max()
                      .item<double>();
@@ -540,6 +546,7 @@ Action add_geometry_command(CLI::App& app) {
   cmd->add_option("--progress", args->progress, "auto (bar on a terminal) | bar | lines | quiet")
       ->check(CLI::IsMember({"auto", "bar", "lines", "quiet"}))
       ->group(run_group);
+  add_device_option(cmd, &args->device, run_group);
 
   return [args] { return run_geometry(*args); };
 }

@@ -20,8 +20,10 @@
 
 #include "checkpoint_data.h"
 #include "commands.h"
+#include "device_option.h"
 #include "report_text.h"
 #include "validators.h"
+#include "flatmin/core/device.h"
 #include "flatmin/core/error.h"
 #include "flatmin/core/runtime.h"
 #include "flatmin/geometry/landscape.h"
@@ -55,6 +57,7 @@ struct LandscapeArgs {
   std::string data_dir;  // empty: each run's own (run_data_source)
   std::string out;
   int threads = 0;
+  std::string device = "cpu";
   std::string progress = "auto";
   std::vector<std::string> formats{"svg", "png"};
 };
@@ -125,9 +128,11 @@ int run_landscape(const LandscapeArgs& a) {
   const int64_t per_model = static_cast<int64_t>(xs.size() * std::max<size_t>(1, ys.size()));
   std::vector<reports::LandscapeGrid> grids;
   std::map<std::string, data::TrainTest> raw;  // by source: read once, split per checkpoint (its own seed)
+  const c10::Device device = parse_device(a.device);
   for (size_t m = 0; m < a.checkpoints.size(); ++m) {
     const std::string path = checkpoint_path(a.checkpoints[m]);
     training::CheckpointContents ck = training::load_checkpoint(path);
+    ck.model->to(device);
     set_num_threads(a.threads > 0 ? a.threads
                                   : models::default_num_threads(ck.spec, static_cast<int>(std::thread::hardware_concurrency())));
     const data::DataSource source = run_data_source(path, a.data_dir);
@@ -140,6 +145,7 @@ int run_landscape(const LandscapeArgs& a) {
     geometry::Direction d1, d2;
     if (line) {
       training::CheckpointContents other = training::load_checkpoint(checkpoint_path(a.to));
+      other.model->to(device);
       std::vector<at::Tensor> target;
       for (const auto& p : geometry::trainable_parameters(*other.model.module())) target.push_back(p.tensor);
       // BatchNorm's running statistics move along too (linearly): otherwise t = 1 would be the other
@@ -247,6 +253,7 @@ Action add_landscape_command(CLI::App& app) {
       ->check(integer_in(0, 1024));
   cmd->add_option("--progress", args->progress, "auto | bar | lines | quiet")
       ->check(CLI::IsMember({"auto", "bar", "lines", "quiet"}));
+  add_device_option(cmd, &args->device, "");
   return [args] { return run_landscape(*args); };
 }
 

@@ -18,9 +18,11 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "device_option.h"
 #include "report_text.h"
 #include "subprocess.h"
 #include "validators.h"
+#include "flatmin/core/device.h"
 #include "flatmin/core/error.h"
 #include "flatmin/experiments/experiment.h"
 #include "flatmin/experiments/plan.h"
@@ -46,6 +48,7 @@ struct SweepArgs {
   bool dry_run = false;
   std::string data_dir;
   std::string progress = "auto";
+  std::string device = "cpu";
 };
 
 volatile std::sig_atomic_t g_sweep_stop = 0;
@@ -280,6 +283,7 @@ class Sweep {
     std::vector<std::string> args{"--checkpoint=" + dir, "--out=" + dir + "/geometry.json",
                                   "--threads=" + std::to_string(threads_), "--progress=lines"};
     if (!a_.data_dir.empty()) args.push_back("--data-dir=" + a_.data_dir);
+    args.push_back("--device=" + a_.device);
     for (const auto& [k, v] : *e_.measure) args.push_back("--" + k + "=" + v);
     return args;
   }
@@ -311,6 +315,7 @@ class Sweep {
           args.push_back("--threads=" + std::to_string(threads_));
         }
         args.push_back("--progress=lines");
+        if (e_.command == "train") args.push_back("--device=" + a_.device);
         if (!a_.data_dir.empty() && e_.command == "train") args.push_back("--data-dir=" + a_.data_dir);
         launch("train", run, args, (dir / "train.log").string());
       } else if (r.status == RunStatus::kDone && run.measure && r.measure_status.empty()) {
@@ -540,7 +545,9 @@ Action add_sweep_command(CLI::App& app) {
   cmd->add_option("--data-dir", args->data_dir, "The data directory, for every run (each run keeps its --dataset)")->default_str("flatmin train's");
   cmd->add_option("--progress", args->progress, "auto (bar on a terminal) | bar | lines | quiet")
       ->check(CLI::IsMember({"auto", "bar", "lines", "quiet"}));
+  add_device_option(cmd, &args->device, "");
   return [args] {
+    parse_device(args->device);  // a missing GPU is said before any run starts
     experiments::Experiment experiment = experiments::load_experiment(args->experiment, args->quick);
     Sweep sweep(*args, std::move(experiment));
     sweep.validate();

@@ -18,8 +18,10 @@
 
 #include "checkpoint_data.h"
 #include "commands.h"
+#include "device_option.h"
 #include "report_text.h"
 #include "validators.h"
+#include "flatmin/core/device.h"
 #include "flatmin/core/error.h"
 #include "flatmin/core/runtime.h"
 #include "flatmin/data/dataset.h"
@@ -110,6 +112,10 @@ struct TrainArgs {
   bool no_checkpoints = false;
   std::string resume;
   std::string on_divergence = "stop";
+  // device
+  std::string device = "cpu";
+  std::string precision = "fp32";
+  int64_t check_finite_every = 0;
   // flatness during training
   int64_t geometry_every = 0;
   std::string geometry_measures = "trace,lambda1,normalized_trace,grad_norm";
@@ -178,7 +184,8 @@ training::RunConfig to_config(const TrainArgs& a) {
                    .eval_batch_size(a.eval_batch_size)
                    .eval_every(a.eval_every)
                    .augment(data::AugmentOptions().enabled(a.augment).padding(a.augment_padding).flip(!a.no_flip))
-                   .on_divergence(training::parse_divergence_policy(a.on_divergence)))
+                   .on_divergence(training::parse_divergence_policy(a.on_divergence))
+                   .precision(parse_precision(a.precision)))
       .max_grad_norm(a.max_grad_norm)
       .loss(training::LossOptions().label_smoothing(a.label_smoothing))
       .l2sp(a.l2sp)
@@ -271,6 +278,7 @@ int run_train(TrainArgs a) {  // by value: --resume replaces some fields
     a.model = config.model().name();
   }
   optim::check_base_for_method(config.method(), config.optimizer());
+  const c10::Device device = parse_device(a.device);  // before the data: a missing GPU is said at once
   const int threads = a.threads > 0 ? a.threads
                                     : models::default_num_threads(config.model(),
                                                                   static_cast<int>(std::thread::hardware_concurrency()));
@@ -310,6 +318,7 @@ int run_train(TrainArgs a) {  // by value: --resume replaces some fields
     j["split"]["val_examples"] = run.splits.val.size();
     j["split"]["test_examples"] = run.splits.test.size();
     j["threads"] = {{"torch_intra_op", thread_counts.torch_intra_op}, {"blas", thread_counts.blas}};
+    j["device"] = device.str();
     j["geometry"] = {{"every", a.geometry_every}, {"measures", a.geometry_measures}, {"examples", a.geometry_examples}};
     if (a.geometry_splits != std::vector<std::string>{"train"}) j["geometry"]["splits"] = a.geometry_splits;
     if (a.geometry_measures.find("ratio") != std::string::npos) j["geometry"]["rho"] = a.geometry_rho;
@@ -318,7 +327,8 @@ int run_train(TrainArgs a) {  // by value: --resume replaces some fields
                   std::to_string(run.parameter_count) + " parameters | " + std::to_string(run.optimizer->evaluations()) +
                   " gradient evaluations/step | train " + std::to_string(run.splits.train.size()) + ", val " +
                   std::to_string(run.splits.val.size()) + ", test " + std::to_string(run.splits.test.size()) + " | " +
-                  std::to_string(thread_counts.torch_intra_op) + " thread(s) | -> " + out_dir);
+                  std::to_string(thread_counts.torch_intra_op) + " thread(s) | " + device.str() +
+                  (config.trainer().precision() == Precision::kFloat32 ? "" : ", bf16 autocast") + " | -> " + out_dir);
     if (run.pretrained) progress.line(run.pretrained->describe());
     if (run.resumed_from) {
       // The metrics files hold exactly the checkpoint's rows again: none duplicated, none missing.
@@ -365,6 +375,7 @@ int run_train(TrainArgs a) {  // by value: --resume replaces some fields
   control.resume_from(resume_path).keep_checkpoints(a.keep_checkpoints).checkpoint_every_steps(a.checkpoint_every);
   if (!a.no_checkpoints) control.checkpoint_dir(out_dir + "/checkpoints");
   control.stop_requested([] { return g_stop_signal != 0; });
+  control.device(device).check_finite_every(a.check_finite_every);
   std::signal(SIGINT, request_stop);
   std::signal(SIGTERM, request_stop);
 
@@ -411,6 +422,7 @@ int run_train(TrainArgs a) {  // by value: --resume replaces some fields
   summary["measure_seconds"] = measure_s;
   summary["resumed"] = !resume_path.empty();
   summary["threads"] = thread_counts.torch_intra_op;
+  summary["device"] = device.str();
   // The flatness measured during training, at its last measurement (the report shows each as a column and
   // its metrics.csv column as a curve); standard errors, probe counts and residuals stay in metrics.csv.
   nlohmann::ordered_json extra = nlohmann::ordered_json::object();
@@ -722,12 +734,22 @@ Action add_train_command(CLI::App& app) {
                   "(counted in metrics as skipped_steps)")
       ->check(CLI::IsMember({"stop", "skip"}))
       ->group(keep_group);
+  cmd->add_option("--check-finite-every", args->check_finite_every,
+                  "Check the step's finiteness every N steps (0 = every step on the CPU, every 25 on a GPU, where "
+                  "each check waits for the device; skip needs every step)")
+      ->check(integer_in(0, 1000000))
+      ->group(keep_group);
+
+  const std::string device_group = "Device";
+  add_device_option(cmd, &args->device, device_group);
+  add_precision_option(cmd, &args->precision, device_group);
 
   return [args, cmd] {
     if (!args->resume.empty()) {
       // Everything that shapes a run comes from its checkpoint; say so rather than ignore a user's option.
       static const std::set<std::string> allowed{"--resume", "--progress", "--threads", "--data-dir", "--cache-dir", "--keep-checkpoints",
-                                                 "--checkpoint-every", "--no-save-model"};
+                                                 "--checkpoint-every", "--no-save-model", "--device",
+                                                 "--check-finite-every"};
       for (const CLI::Option* option : cmd->get_options())
         if (option->count() > 0 && !option->get_lnames().empty() && !allowed.count("--" + option->get_lnames().front()))
           throw CLI::ValidationError("--resume", "--" + option->get_lnames().front() +

@@ -1,6 +1,7 @@
 #pragma once
 /// flatmin: training toward flat minima and measuring flatness, on LibTorch. The umbrella header.
 
+#include "flatmin/core/device.h"
 #include "flatmin/core/error.h"
 #include "flatmin/core/memory.h"
 #include "flatmin/core/runtime.h"

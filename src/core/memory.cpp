@@ -1,9 +1,11 @@
 #include "flatmin/core/memory.h"
 
 #include <atomic>
+#include <cstring>
 #include <mutex>
 #include <unordered_map>
 
+#include <ATen/ATen.h>
 #include <c10/core/CPUAllocator.h>
 #include <c10/core/impl/alloc_cpu.h>
 
@@ -32,7 +34,17 @@ void release(void* data) {
 // (used by convolutions) requires.
 class CountingAllocator final : public c10::Allocator {
  public:
-  c10::DataPtr allocate(size_t n) const override {
+  // LibTorch 2.3 made allocate() non-const and added copy_data() (pure virtual): both forms of allocate
+  // and copy_data are declared, without `override`, so that each LibTorch overrides the ones it has.
+  c10::DataPtr allocate(size_t n) const { return counted_allocation(n); }
+  c10::DataPtr allocate(size_t n) { return counted_allocation(n); }
+  void copy_data(void* dest, const void* src, std::size_t count) const {
+    if (count > 0) std::memcpy(dest, src, count);
+  }
+  c10::DeleterFnPtr raw_deleter() const { return &release; }
+
+ private:
+  static c10::DataPtr counted_allocation(size_t n) {
     void* data = c10::alloc_cpu(n);
     {
       std::lock_guard<std::mutex> lock(sizes_mutex);
@@ -44,8 +56,15 @@ class CountingAllocator final : public c10::Allocator {
     }
     return {data, data, &release, c10::Device(c10::DeviceType::CPU)};
   }
-  c10::DeleterFnPtr raw_deleter() const override { return &release; }
 };
+
+// Whether tensors created now are counted: LibTorch may serve CPU tensors from an allocator of its own that
+// SetCPUAllocator does not replace. A 1 MiB tensor must move the count by at least 1 MiB.
+bool probe_counts() {
+  const int64_t before = live_bytes.load();
+  const at::Tensor probe = at::empty({1 << 18}, at::TensorOptions().dtype(at::kFloat));
+  return live_bytes.load() - before >= static_cast<int64_t>(probe.nbytes());
+}
 
 }  // namespace
 
@@ -53,7 +72,9 @@ MemoryCounter& MemoryCounter::install() {
   static MemoryCounter* counter = [] {
     static CountingAllocator allocator;
     c10::SetCPUAllocator(&allocator, /*priority=*/10);
-    return new MemoryCounter();
+    auto* created = new MemoryCounter();
+    created->counting_ = probe_counts();
+    return created;
   }();
   return *counter;
 }

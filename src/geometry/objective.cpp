@@ -11,6 +11,7 @@
 #include <torch/nn/module.h>
 #include <torch/utils.h>
 
+#include "flatmin/core/device.h"
 #include "flatmin/core/error.h"
 
 namespace flatmin::geometry {
@@ -88,7 +89,9 @@ Objective Objective::for_model(const models::Model& model, const data::Dataset& 
   std::vector<double> weights;
   for (int64_t start = 0; start < n; start += batch)
     weights.push_back(static_cast<double>(std::min(batch, n - start)) / static_cast<double>(n));
-  const at::Tensor x = data.inputs, y = data.targets;
+  // The measured examples move to the model's device once: every measure reads them many times.
+  const c10::Device device = module_device(*model.module());
+  const at::Tensor x = data.inputs.to(device), y = data.targets.to(device);
   Objective objective(
       trainable_parameters(*model.module()),
       [model, x, y, batch, n, loss_fn](int64_t b) {

@@ -299,7 +299,7 @@ double parameter_distance(const torch::nn::Module& model, const torch::nn::Modul
     const at::Tensor* r = ref.find(p.name);
     check(r != nullptr, "reference model has no parameter '" + p.name + "'");
     check(r->sizes() == p.tensor.sizes(), "reference parameter '" + p.name + "' differs in shape");
-    const double d = (p.tensor.to(at::kDouble) - r->to(at::kDouble)).norm().item<double>();
+    const double d = (p.tensor.to(at::kDouble) - r->to(p.tensor.device(), at::kDouble)).norm().item<double>();
     total += d * d;
   }
   return std::sqrt(total);

@@ -8,6 +8,11 @@
 #include "flatmin/core/error.h"
 #include "philox_kernels.h"
 
+#ifdef FLATMIN_WITH_CUDA
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#endif
+
 namespace flatmin::noise {
 
 NoiseLaw parse_noise_law(const std::string& name) {
@@ -63,6 +68,33 @@ void fill_contiguous(at::Tensor& out, const at::Tensor& base, NoiseLaw law, doub
   }
 }
 
+#ifdef FLATMIN_WITH_CUDA
+// The CUDA kernel on LibTorch's current stream: no host round trip, the CPU kernels' bits. Other dtypes and
+// layouts are drawn into a contiguous float32 tensor on the device, then copied.
+void draw_on_cuda(at::Tensor& out, const at::Tensor& base, NoiseLaw law, double sigma, uint64_t key) {
+  const c10::cuda::CUDAGuard guard(out.device());
+  void* stream = c10::cuda::getCurrentCUDAStream(out.device().index()).stream();
+  const bool direct = out.is_contiguous() && (out.scalar_type() == at::kFloat || out.scalar_type() == at::kDouble) &&
+                      (!base.defined() || (base.device() == out.device() && base.is_contiguous() &&
+                                           base.scalar_type() == out.scalar_type()));
+  at::Tensor target = direct ? out : at::empty(out.sizes(), out.options().dtype(at::kFloat));
+  const at::Tensor source = direct && base.defined() ? base : at::Tensor();
+  const char* error = nullptr;
+  if (target.scalar_type() == at::kFloat) {
+    error = detail::philox_fill_cuda_f32(target.data_ptr<float>(), source.defined() ? source.data_ptr<float>() : nullptr,
+                                         target.numel(), kernel_law(law), static_cast<float>(sigma), key, stream);
+  } else {
+    error = detail::philox_fill_cuda_f64(target.data_ptr<double>(),
+                                         source.defined() ? source.data_ptr<double>() : nullptr, target.numel(),
+                                         kernel_law(law), sigma, key, stream);
+  }
+  check(error == nullptr, std::string("noise: the CUDA kernel did not start: ") + (error ? error : ""));
+  if (direct) return;
+  if (base.defined()) out.copy_(base + target.to(out.scalar_type()));
+  else out.copy_(target);
+}
+#endif
+
 void draw(at::Tensor& out, const at::Tensor& base, NoiseLaw law, double sigma, uint64_t key) {
   check(sigma >= 0 && std::isfinite(sigma), "noise sigma must be finite and >= 0, got " + std::to_string(sigma));
   check(out.defined(), "noise: output tensor is undefined");
@@ -76,6 +108,12 @@ void draw(at::Tensor& out, const at::Tensor& base, NoiseLaw law, double sigma, u
     fill_contiguous(out, base, law, sigma, key);
     return;
   }
+#ifdef FLATMIN_WITH_CUDA
+  if (out.is_cuda()) {
+    draw_on_cuda(out, base, law, sigma, key);
+    return;
+  }
+#endif
   // Other devices, dtypes and layouts: draw the same values on the CPU in row-major order, then copy.
   at::Tensor tmp = at::empty(out.sizes(), at::TensorOptions().dtype(at::kFloat));
   fill_contiguous(tmp, at::Tensor(), law, sigma, key);

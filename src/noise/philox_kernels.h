@@ -18,4 +18,12 @@ void philox_fill_f32(float* out, const float* base, int64_t n, int64_t block_beg
 void philox_fill_f64(double* out, const double* base, int64_t n, int64_t block_begin, int64_t block_end, Law law,
                      double scale, uint64_t key);
 
+/// The same draws written by a CUDA kernel on `stream` (a cudaStream_t), all n values, asynchronously:
+/// bit-identical to the CPU kernels. Device pointers; base may be null or equal to out (elementwise).
+/// Compiled only where CUDA is (FLATMIN_WITH_CUDA). Returns a CUDA error string, or nullptr on success.
+const char* philox_fill_cuda_f32(float* out, const float* base, int64_t n, Law law, float scale, uint64_t key,
+                                 void* stream);
+const char* philox_fill_cuda_f64(double* out, const double* base, int64_t n, Law law, double scale, uint64_t key,
+                                 void* stream);
+
 }  // namespace flatmin::noise::detail

@@ -2,7 +2,7 @@
 
 #include <cmath>
 
-#include <torch/nn/utils/clip_grad.h>
+#include <ATen/ATen.h>
 #include <torch/serialize/archive.h>
 #include <torch/utils.h>
 
@@ -22,6 +22,19 @@ const torch::optim::Optimizer& require(const std::shared_ptr<torch::optim::Optim
   return *base;
 }
 
+// torch::nn::utils::clip_grad_norm_'s rule (coefficient max/(‖g‖ + 1e-6), applied when below 1) with the
+// coefficient kept on the device: LibTorch's returns the norm as a double, a wait on a GPU every step.
+void clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm) {
+  std::vector<at::Tensor> norms;
+  for (const auto& p : params)
+    if (p.grad().defined()) norms.push_back(p.grad().norm(2));
+  if (norms.empty()) return;
+  const at::Tensor total = norms.size() == 1 ? norms[0] : at::stack(norms).norm(2);
+  const at::Tensor coefficient = (max_norm / (total + 1e-6)).clamp_max(1.0);
+  for (const auto& p : params)
+    if (p.grad().defined()) p.grad().mul_(coefficient);
+}
+
 }  // namespace
 
 PerturbedOptimizer::PerturbedOptimizer(std::shared_ptr<torch::optim::Optimizer> base,
@@ -34,6 +47,7 @@ PerturbedOptimizer::PerturbedOptimizer(std::shared_ptr<torch::optim::Optimizer> 
   check(method_ != nullptr, "PerturbedOptimizer: method is null");
   check(method_->evaluations() >= 1, "PerturbedOptimizer: a method must evaluate at least one point");
   check(options_.max_grad_norm() >= 0, "max_grad_norm must be >= 0");
+  check(options_.check_finite_every() >= 1, "the finiteness check interval must be >= 1");
   collect_params();
 }
 
@@ -123,7 +137,7 @@ void PerturbedOptimizer::move_to(int64_t i) {
 void PerturbedOptimizer::accumulate(int64_t i, const at::Tensor& loss) {
   check(in_step_, "PerturbedOptimizer: accumulate() outside begin_step()/finish_step()");
   torch::NoGradGuard no_grad;
-  if (loss.defined()) last_losses_.push_back(loss.item<double>());
+  if (loss.defined()) last_losses_.push_back(loss.detach());
   if (!grads_in_place_) {
     const Blend b = method_->blend(i);
     for (size_t j = 0; j < params_.size(); ++j) {
@@ -152,10 +166,17 @@ void PerturbedOptimizer::accumulate(int64_t i, const at::Tensor& loss) {
   ++gradient_evaluations_;
 }
 
+std::vector<double> PerturbedOptimizer::last_losses() const {
+  std::vector<double> losses;
+  for (const auto& l : last_losses_) losses.push_back(l.item<double>());
+  return losses;
+}
+
 std::string PerturbedOptimizer::find_non_finite() const {
-  for (size_t i = 0; i < last_losses_.size(); ++i)
-    if (!std::isfinite(last_losses_[i]))
-      return "the loss at evaluation point " + std::to_string(i) + " is " + std::to_string(last_losses_[i]);
+  const std::vector<double> losses = last_losses();
+  for (size_t i = 0; i < losses.size(); ++i)
+    if (!std::isfinite(losses[i]))
+      return "the loss at evaluation point " + std::to_string(i) + " is " + std::to_string(losses[i]);
   // One reduction per tensor: a sum is finite when every element is (or, rarely, overflows to inf when they
   // are huge); only then does the exact, several-times-dearer element test run (on a 10^5-parameter MLP it
   // alone cost about one SGD step). Off the CPU the sums are read back together: one wait per step.
@@ -179,6 +200,31 @@ std::string PerturbedOptimizer::find_non_finite() const {
   return {};
 }
 
+// Whether the step's losses and combined gradient are all finite, as a bool tensor on their device: no wait.
+at::Tensor PerturbedOptimizer::step_is_finite() const {
+  std::vector<at::Tensor> sums;
+  for (const auto& l : last_losses_) sums.push_back(l.to(at::kDouble).reshape({}));
+  for (const auto& p : params_)
+    if (p.grad().defined()) sums.push_back(p.grad().sum().to(at::kDouble));
+  if (sums.empty()) return at::ones({}, at::TensorOptions().dtype(at::kBool));
+  // A finite sum of finite terms can overflow to inf only when they are astronomically large: a divergence
+  // anyway.
+  return at::stack(sums).sum().isfinite();
+}
+
+std::string PerturbedOptimizer::settle_finite_check() {
+  if (!pending_finite_.defined()) return {};
+  const bool finite = pending_finite_.item<bool>();
+  pending_finite_ = at::Tensor();
+  const int64_t first = first_unchecked_step_;
+  first_unchecked_step_ = steps_;
+  if (finite) return {};
+  non_finite_ = "a loss or gradient of a step between steps " + std::to_string(first + 1) + " and " +
+                std::to_string(steps_) + " is not finite (checked every " +
+                std::to_string(options_.check_finite_every()) + " steps: the steps before the check were applied)";
+  return non_finite_;
+}
+
 void PerturbedOptimizer::finish_step() {
   check(in_step_, "PerturbedOptimizer: finish_step() without begin_step()");
   torch::NoGradGuard no_grad;
@@ -187,7 +233,18 @@ void PerturbedOptimizer::finish_step() {
   const double scale = method_->final_scale();
   for (auto& p : params_)
     if (p.grad().defined() && scale != 1.0) p.mutable_grad().mul_(scale);
-  non_finite_ = options_.check_finite() ? find_non_finite() : std::string();
+  non_finite_.clear();
+  if (options_.check_finite() && options_.check_finite_every() == 1) {
+    non_finite_ = find_non_finite();
+  } else if (options_.check_finite()) {
+    const at::Tensor finite = step_is_finite();
+    pending_finite_ = pending_finite_.defined() ? pending_finite_.logical_and(finite) : finite;
+    if ((steps_ + 1) % options_.check_finite_every() == 0) {
+      ++steps_;  // the message counts this step among the checked ones
+      settle_finite_check();
+      --steps_;
+    }
+  }
   if (!buffers_before_.empty()) {
     // statistics = before + mean of the counted passes' updates; exactly unchanged when no pass moved them
     // (or when the step is skipped).
@@ -207,7 +264,7 @@ void PerturbedOptimizer::finish_step() {
     for (auto& p : params_) p.mutable_grad() = at::Tensor();
     return;
   }
-  if (options_.max_grad_norm() > 0) torch::nn::utils::clip_grad_norm_(params_, options_.max_grad_norm());
+  if (options_.max_grad_norm() > 0) clip_grad_norm(params_, options_.max_grad_norm());
   for (const auto& term : gradient_terms_) term();
   push_options_to_base();
   base_->step();
@@ -240,8 +297,11 @@ at::Tensor PerturbedOptimizer::step(LossClosure closure) {
     accumulate(i, loss);
   }
   finish_step();
-  for (double l : last_losses_) loss_sum += l;
-  return last_losses_.empty() ? at::Tensor() : at::scalar_tensor(loss_sum / static_cast<double>(last_losses_.size()));
+  if (last_losses_.empty()) return {};
+  if (!last_losses_.front().is_cpu())  // the mean stays on the device: no wait
+    return at::stack(last_losses_).to(at::kDouble).mean();
+  for (double l : last_losses()) loss_sum += l;
+  return at::scalar_tensor(loss_sum / static_cast<double>(last_losses_.size()));
 }
 
 void PerturbedOptimizer::save(torch::serialize::OutputArchive& archive) const {

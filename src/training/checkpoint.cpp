@@ -129,10 +129,13 @@ std::vector<unsigned char> read_file(const std::string& path) {
 
 std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
 
-torch::serialize::InputArchive open_archive(const unsigned char* payload, size_t length, const std::string& name) {
+// Every tensor is read onto `device`, whatever device wrote it (map_location): a checkpoint written on a GPU
+// opens on the CPU and the other way round.
+torch::serialize::InputArchive open_archive(const unsigned char* payload, size_t length, const std::string& name,
+                                            const c10::Device& device = c10::Device(c10::DeviceType::CPU)) {
   torch::serialize::InputArchive archive;
   try {
-    archive.load_from(reinterpret_cast<const char*>(payload), length);
+    archive.load_from(reinterpret_cast<const char*>(payload), length, device);
   } catch (const c10::Error& e) {
     throw Error(name + ": unreadable checkpoint payload: " + e.what_without_backtrace());
   } catch (const std::exception& e) {
@@ -282,7 +285,10 @@ CheckpointContents load_checkpoint(const std::string& path) {
 void load_optimizer_state(const std::string& path, torch::optim::Optimizer& optimizer) {
   const std::vector<unsigned char> bytes = read_file(path);
   const auto [payload, length] = payload_of(bytes.data(), bytes.size(), path);
-  torch::serialize::InputArchive archive = open_archive(payload, length, path);
+  c10::Device device(c10::DeviceType::CPU);
+  for (const auto& group : optimizer.param_groups())
+    for (const auto& p : group.params()) device = p.device();
+  torch::serialize::InputArchive archive = open_archive(payload, length, path, device);
   torch::serialize::InputArchive optimizer_archive;
   check(archive.try_read("optimizer", optimizer_archive), path + ": the checkpoint holds no optimizer state");
   try {

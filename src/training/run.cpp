@@ -77,6 +77,8 @@ std::string RunConfig::to_json(int indent) const {
                   {"augment_padding", t.augment().padding()},
                   {"augment_flip", t.augment().flip()},
                   {"on_divergence", t.on_divergence() == DivergencePolicy::kSkip ? "skip" : "stop"}};
+  // Written only when not fp32: configs (and so resumable checkpoints) of fp32 runs stay as they were.
+  if (t.precision() != Precision::kFloat32) j["trainer"]["precision"] = to_string(t.precision());
   return j.dump(indent);
 }
 
@@ -161,7 +163,8 @@ RunConfig RunConfig::from_json(const std::string& text) {
                                .enabled(t.at("augment").get<bool>())
                                .padding(t.at("augment_padding").get<int64_t>())
                                .flip(t.at("augment_flip").get<bool>()))
-                  .on_divergence(parse_divergence_policy(t.at("on_divergence").get<std::string>())));
+                  .on_divergence(parse_divergence_policy(t.at("on_divergence").get<std::string>()))
+                  .precision(parse_precision(t.value("precision", std::string("fp32")))));
     return c;
   } catch (const nlohmann::json::exception& e) {
     throw Error(std::string("run config: ") + e.what());
@@ -188,6 +191,12 @@ std::pair<std::string, CheckpointContents> read_init(const RunConfig& config) {
         path + ": the init file changed since the run was configured (crc32 " + pretrained.checksum() + ", recorded " +
             config.init().checksum() + ")");
   return {path, std::move(pretrained)};
+}
+
+int64_t check_finite_interval(const RunControl& control, DivergencePolicy policy) {
+  check(control.check_finite_every() >= 0, "the finiteness check interval must be >= 0 (0 = automatic)");
+  if (control.check_finite_every() > 0) return control.check_finite_every();
+  return control.device().is_cpu() || policy == DivergencePolicy::kSkip ? 1 : kDeviceCheckEvery;
 }
 
 }  // namespace
@@ -257,6 +266,8 @@ RunResult run_training(const RunConfig& config, const data::TrainTest& data, con
     // Written elsewhere for some input: check it fits this data before any step (channels, size, classes).
     models::check_model_fits(run.model, run.splits.train.inputs.slice(0, 0, 2), spec.num_classes(), spec.file());
   }
+  // Before the optimizer, the gradient terms and the buffers are taken: they hold the device's tensors.
+  run.model->to(control.device());
   run.parameter_count = models::count_parameters(*run.model.module());
   // Frozen parameters are not the optimizer's: no noise, no step, no weight decay moves them.
   std::vector<at::Tensor> trainable;
@@ -270,7 +281,8 @@ RunResult run_training(const RunConfig& config, const data::TrainTest& data, con
       optim::PerturbedOptimizerOptions()
           .seed(derive_seed(config.seed(), SeedStream::kNoise))
           .max_grad_norm(config.max_grad_norm())
-          .accumulate_in_grad(true));  // the Trainer's closure never zeroes .grad
+          .accumulate_in_grad(true)  // the Trainer's closure never zeroes .grad
+          .check_finite_every(check_finite_interval(control, config.trainer().on_divergence())));
   run.optimizer->track_buffers(run.model->buffers());
   if (config.l2sp() > 0) run.optimizer->add_gradient_term(optim::L2Sp(trainable, config.l2sp()));
 

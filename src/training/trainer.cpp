@@ -29,6 +29,12 @@ data::Dataset evaluation_subset(const data::Dataset& train, int64_t size, uint64
   return train.subset(order.narrow(0, 0, size));
 }
 
+// A CPU batch on `device`: through pinned memory, so that the copy does not wait for the device's queue.
+at::Tensor to_device(const at::Tensor& t, const c10::Device& device) {
+  if (device.is_cpu()) return t;
+  return (device.is_cuda() ? t.pin_memory() : t).to(device, /*non_blocking=*/true);
+}
+
 std::string fmt_double(const char* format, double value) {
   char buffer[64];
   std::snprintf(buffer, sizeof buffer, format, value);
@@ -49,20 +55,38 @@ EvalResult evaluate(const models::Model& model, const data::Dataset& data, int64
   const bool was_training = module.is_training();
   module.eval();
   torch::NoGradGuard no_grad;
-  double loss_sum = 0;
-  int64_t correct = 0;
-  for (int64_t start = 0; start < result.count; start += batch_size) {
-    const int64_t n = std::min(batch_size, result.count - start);
-    const at::Tensor logits = model.forward(data.inputs.narrow(0, start, n));
-    const at::Tensor targets = data.targets.narrow(0, start, n);
-    loss_sum += torch::nn::functional::cross_entropy(
-                    logits, targets, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
-                    .item<double>();
-    correct += logits.argmax(1).eq(targets).sum().item<int64_t>();
+  const c10::Device device = module_device(module);
+  if (device.is_cpu()) {
+    double loss_sum = 0;
+    int64_t correct = 0;
+    for (int64_t start = 0; start < result.count; start += batch_size) {
+      const int64_t n = std::min(batch_size, result.count - start);
+      const at::Tensor logits = model.forward(data.inputs.narrow(0, start, n));
+      const at::Tensor targets = data.targets.narrow(0, start, n);
+      loss_sum += torch::nn::functional::cross_entropy(
+                      logits, targets, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
+                      .item<double>();
+      correct += logits.argmax(1).eq(targets).sum().item<int64_t>();
+    }
+    result.loss = loss_sum / static_cast<double>(result.count);
+    result.accuracy = static_cast<double>(correct) / static_cast<double>(result.count);
+  } else {
+    // On a GPU the sums stay there until the end: one wait per evaluation, not two per batch.
+    at::Tensor loss_sum = at::zeros({}, at::TensorOptions().dtype(at::kDouble).device(device));
+    at::Tensor correct = at::zeros({}, at::TensorOptions().dtype(at::kLong).device(device));
+    for (int64_t start = 0; start < result.count; start += batch_size) {
+      const int64_t n = std::min(batch_size, result.count - start);
+      const at::Tensor logits = model.forward(to_device(data.inputs.narrow(0, start, n), device));
+      const at::Tensor targets = to_device(data.targets.narrow(0, start, n), device);
+      loss_sum += torch::nn::functional::cross_entropy(
+                      logits, targets, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
+                      .to(at::kDouble);
+      correct += logits.argmax(1).eq(targets).sum();
+    }
+    result.loss = loss_sum.item<double>() / static_cast<double>(result.count);
+    result.accuracy = static_cast<double>(correct.item<int64_t>()) / static_cast<double>(result.count);
   }
   module.train(was_training);
-  result.loss = loss_sum / static_cast<double>(result.count);
-  result.accuracy = static_cast<double>(correct) / static_cast<double>(result.count);
   return result;
 }
 
@@ -75,6 +99,9 @@ Trainer::Trainer(models::Model model, std::shared_ptr<optim::PerturbedOptimizer>
   check(options_.eval_batch_size() >= 1, "evaluation batch size must be >= 1");
   check(options_.train_eval_size() >= 0, "train evaluation size must be >= 0");
   check(options_.eval_every() >= 1, "eval_every must be >= 1");
+  check(options_.on_divergence() == DivergencePolicy::kStop || optimizer_->options().check_finite_every() == 1,
+        "skipping non-finite steps needs every step checked (a finiteness check every " +
+            std::to_string(optimizer_->options().check_finite_every()) + " steps cannot skip the steps between)");
   options_.lr_schedule().validate();
 }
 
@@ -117,6 +144,29 @@ std::vector<EpochMetrics> Trainer::fit(const data::Splits& splits, const EpochCa
   };
 
   torch::nn::Module& module = *model_.module();
+  const c10::Device device = module_device(module);
+  // Off the CPU the step's loss stays on the device and is read back only every check_every steps (when
+  // the optimizer's finiteness check waits anyway), before checkpoints and at the epoch's end.
+  const int64_t check_every = optimizer_->options().check_finite_every();
+  at::Tensor unread_objective;
+  int64_t unread_count = 0;
+  auto read_objective = [&] {
+    if (unread_count == 0) return;
+    state.objective_sum += unread_objective.item<double>();
+    state.objective_count += unread_count;
+    unread_objective = at::Tensor();
+    unread_count = 0;
+  };
+  // Before a checkpoint or the epoch's scores: the steps not yet checked must be finite.
+  auto settle = [&](int64_t epoch, int64_t b) {
+    const std::string non_finite = optimizer_->settle_finite_check();
+    read_objective();
+    if (non_finite.empty()) return;
+    throw TrainingDiverged("training diverged by epoch " + std::to_string(epoch + 1) + ", step " +
+                               std::to_string(b + 1) + ": " + non_finite +
+                               "; resume from the last checkpoint with a lower learning rate or noise scale",
+                           snapshot());
+  };
   const int64_t epochs = options_.epochs();
   for (; state.epoch < epochs; ++state.epoch) {
     const int64_t epoch = state.epoch;
@@ -138,8 +188,14 @@ std::vector<EpochMetrics> Trainer::fit(const data::Splits& splits, const EpochCa
       for (size_t g = 0; g < groups.size(); ++g) groups[g].options().set_lr(state.initial_lr[g] * factor);
       data::Batch batch = batcher.batch(b);
       if (augment) batch.inputs = (*augment)(batch.inputs);
+      batch.inputs = to_device(batch.inputs, device);
+      batch.targets = to_device(batch.targets, device);
       const at::Tensor loss = optimizer_->step([&] {
-        at::Tensor l = loss_(model_.forward(batch.inputs), batch.targets);
+        at::Tensor l;
+        {
+          AutocastScope autocast(device, options_.precision());  // one scope per point: W moves between them
+          l = loss_(model_.forward(batch.inputs), batch.targets);
+        }
         l.backward();
         return l;
       });
@@ -153,9 +209,13 @@ std::vector<EpochMetrics> Trainer::fit(const data::Splits& splits, const EpochCa
                                  snapshot());
         }
         ++state.skipped_steps;
-      } else {
+      } else if (device.is_cpu()) {
         state.objective_sum += loss.item<double>();
         ++state.objective_count;
+      } else {
+        unread_objective = unread_count == 0 ? loss : unread_objective + loss;
+        ++unread_count;
+        if (optimizer_->steps_taken() % check_every == 0) read_objective();
       }
       ++state.batch;
       if (progress)
@@ -167,6 +227,7 @@ std::vector<EpochMetrics> Trainer::fit(const data::Splits& splits, const EpochCa
                             optimizer_->steps_taken() % options_.checkpoint_every_steps() == 0 &&
                             state.batch < steps_per_epoch;  // the epoch's end writes its own
       if (stop || periodic) {
+        settle(epoch, b);
         lap();
         if (checkpoint_writer_) checkpoint_writer_(snapshot());
         t0 = std::chrono::steady_clock::now();
@@ -176,6 +237,7 @@ std::vector<EpochMetrics> Trainer::fit(const data::Splits& splits, const EpochCa
                                       std::to_string(b + 1),
                                   snapshot());
     }
+    settle(epoch, steps_per_epoch - 1);
     lap();
 
     EpochMetrics m;

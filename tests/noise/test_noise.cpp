@@ -207,3 +207,21 @@ TEST(SigmaSchedule, ConstantLinearAndExponentialFollowThePaper) {
 }
 
 }  // namespace
+
+// The draws are part of flatmin's results (a resumed run, another machine, the GPU kernel that shares the
+// per-element code): their bits are pinned. A changed constant, rounding or element order changes the hash.
+TEST(Noise, DrawsKeepTheirRecordedBits) {
+  const std::vector<std::pair<NoiseLaw, int64_t>> recorded = {
+      {NoiseLaw::kGaussian, -156165105818261540},
+      {NoiseLaw::kLaplace, -180312830645781986},
+      {NoiseLaw::kUniform, -158841109668175378},
+      {NoiseLaw::kRademacher, -122707429606555648}};
+  for (const auto& [law, expected] : recorded) {
+    at::Tensor x = at::empty({100003});
+    flatmin::noise::fill_noise_(x, law, 0.25, flatmin::noise::noise_key(7, 3, 1, 2));
+    const at::Tensor bits = x.view(at::kInt).to(at::kLong);
+    // A position-weighted sum of the bit patterns: any changed element or order moves it.
+    const int64_t hash = (bits * at::arange(1, bits.numel() + 1, at::kLong)).sum().item<int64_t>();
+    EXPECT_EQ(hash, expected) << flatmin::noise::to_string(law);
+  }
+}

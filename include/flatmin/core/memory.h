@@ -13,12 +13,16 @@ class MemoryCounter {
   /// allocation: for measurement, not for training.
   static MemoryCounter& install();
 
+  /// Whether allocations are seen at all: install() checks it with a probe tensor. When false, live() and
+  /// peak() stay 0 and a report must say "not counted" rather than print zeros.
+  bool counting() const { return counting_; }
   int64_t live() const;  ///< bytes of CPU tensor storage allocated through it and not yet freed
   int64_t peak() const;  ///< the largest `live()` since install() or the last reset_peak()
   void reset_peak();     ///< peak ← live
 
  private:
   MemoryCounter() = default;
+  bool counting_ = false;
 };
 
 }  // namespace flatmin

@@ -44,6 +44,13 @@ struct PerturbedOptimizerOptions {
   /// cleared, the base optimizer is not called (its state is untouched), and last_step_skipped() says
   /// why. The step still counts (noise keys never repeat).
   TORCH_ARG(bool, check_finite) = true;
+  /// Check every N-th step instead of every step. The check reads a flag back from the device, which on a
+  /// GPU waits for the step's kernels; between checks the steps' finiteness accumulates on the device
+  /// without a wait, so nothing escapes the next check. A non-finite step found so skips the checking step,
+  /// but the steps since the last check were applied (the weights may not be finite): resume from a
+  /// checkpoint. settle_finite_check() checks at once (before a checkpoint is written). On the CPU the
+  /// wait costs nothing: keep 1 there.
+  TORCH_ARG(int64_t, check_finite_every) = 1;
 };
 
 class PerturbedOptimizer : public torch::optim::Optimizer {
@@ -84,11 +91,14 @@ class PerturbedOptimizer : public torch::optim::Optimizer {
   int64_t steps_taken() const { return steps_; }
   /// Gradient evaluations done so far (steps × evaluations per step).
   int64_t gradient_evaluations() const { return gradient_evaluations_; }
-  /// Losses of the last step's evaluation points.
-  const std::vector<double>& last_losses() const { return last_losses_; }
+  /// Losses of the last step's evaluation points (read back from the device: a wait on a GPU).
+  std::vector<double> last_losses() const;
   /// Whether the last step was skipped by check_finite, and what was not finite ("" when not skipped).
   bool last_step_skipped() const { return !non_finite_.empty(); }
   const std::string& last_step_non_finite() const { return non_finite_; }
+  /// With check_finite_every > 1: checks the steps since the last check now; "" when all were finite, else
+  /// what was not (and last_step_skipped() turns true). A no-op otherwise.
+  std::string settle_finite_check();
   const PerturbedOptimizerOptions& options() const { return options_; }
 
   void save(torch::serialize::OutputArchive& archive) const override;
@@ -98,6 +108,7 @@ class PerturbedOptimizer : public torch::optim::Optimizer {
   void collect_params();
   void push_options_to_base();
   std::string find_non_finite() const;
+  at::Tensor step_is_finite() const;
 
   std::shared_ptr<torch::optim::Optimizer> base_;
   std::shared_ptr<PerturbationMethod> method_;
@@ -115,7 +126,9 @@ class PerturbedOptimizer : public torch::optim::Optimizer {
   bool grads_in_place_ = false;       // this pass accumulates straight into .grad
   int64_t steps_ = 0;
   int64_t gradient_evaluations_ = 0;
-  std::vector<double> last_losses_;
+  std::vector<at::Tensor> last_losses_;  // detached, on the model's device
+  at::Tensor pending_finite_;            // check_finite_every > 1: all steps since the last check finite
+  int64_t first_unchecked_step_ = 0;
   std::string non_finite_;
 };
 

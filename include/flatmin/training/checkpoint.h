@@ -58,12 +58,13 @@ std::vector<std::string> list_step_checkpoints(const std::string& dir);
 /// (each skip is reported to `warn`). Throws flatmin::Error when none is intact.
 std::string latest_checkpoint(const std::string& dir, const std::function<void(const std::string&)>& warn = {});
 
-/// Reads a checkpoint and rebuilds its model. Throws flatmin::Error "<path>: <problem>" on a missing,
+/// Reads a checkpoint and rebuilds its model, on the CPU whatever device wrote it. Throws flatmin::Error "<path>: <problem>" on a missing,
 /// truncated, corrupted or foreign file, or an unsupported version.
 CheckpointContents load_checkpoint(const std::string& path);
 
 /// Loads the optimizer state stored in the checkpoint at `path` into `optimizer` (which must be built over
-/// the parameters of the model that load_checkpoint returned). Throws flatmin::Error when there is none.
+/// the parameters of the model that load_checkpoint returned), on the device of those parameters. Throws
+/// flatmin::Error when there is none.
 void load_optimizer_state(const std::string& path, torch::optim::Optimizer& optimizer);
 
 /// The parsing behind load_checkpoint, on bytes in memory (`name` appears in error messages); for the

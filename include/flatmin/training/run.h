@@ -89,7 +89,17 @@ struct RunControl {
   TORCH_ARG(std::function<bool()>, stop_requested) = nullptr;
   /// Extra measurements after each epoch (Trainer::set_epoch_measure), e.g. geometry::measure_scalars.
   TORCH_ARG(Trainer::EpochMeasure, epoch_measure) = nullptr;
+  /// Where the model, its batches, the methods' buffers and the noise live. Not part of the config: a run
+  /// checkpointed on one device resumes on another (bitwise equal only on the same device).
+  TORCH_ARG(c10::Device, device) = c10::Device(c10::DeviceType::CPU);
+  /// The optimizer's finiteness check every N steps (PerturbedOptimizerOptions::check_finite_every);
+  /// 0 = every step on the CPU (where it costs no wait), every kDeviceCheckEvery steps elsewhere (every
+  /// step when non-finite steps are to be skipped).
+  TORCH_ARG(int64_t, check_finite_every) = 0;
 };
+
+/// The default finiteness-check interval off the CPU: a wait for the device every 25 steps.
+constexpr int64_t kDeviceCheckEvery = 25;
 
 /// Runs the config on `data`. Throws flatmin::Error on an invalid config, TrainingDiverged on a
 /// non-finite step (DivergencePolicy::kStop), TrainingInterrupted on a requested stop. A resumed run

@@ -12,6 +12,7 @@
 #include <ATen/Tensor.h>
 #include <torch/arg.h>
 
+#include "flatmin/core/device.h"
 #include "flatmin/core/error.h"
 
 #include "flatmin/data/augment.h"
@@ -60,6 +61,9 @@ struct TrainerOptions {
   TORCH_ARG(DivergencePolicy, on_divergence) = DivergencePolicy::kStop;
   /// Call the checkpoint writer every N steps (0 = only at epoch ends, where it is always called).
   TORCH_ARG(int64_t, checkpoint_every_steps) = 0;
+  /// Forward passes in bf16 autocast or in fp32; weights, gradients, noise and the methods' combination stay
+  /// fp32 either way. The model's device (where its parameters are) is where batches go.
+  TORCH_ARG(Precision, precision) = Precision::kFloat32;
 };
 
 struct EvalResult {
