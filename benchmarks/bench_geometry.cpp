@@ -10,6 +10,7 @@
 //   build/benchmarks/bench_geometry                                          # random-init MLP, random 28×28 inputs
 //   build/benchmarks/bench_geometry --checkpoint /tmp/geo-mlp/model.ckpt     # a trained model on Fashion-MNIST
 //   build/benchmarks/bench_geometry --model cnn --examples 2000 --threads 2 --target-se 0.02
+//   build-gpu/benchmarks/bench_geometry --model cnn --device cuda        # on a GPU (docs/GPU.md)
 //
 // With --checkpoint the data are a seeded sample of the Fashion-MNIST training set ($FLATMIN_DATA_DIR),
 // normalised with the checkpoint's statistics.
@@ -36,6 +37,7 @@ struct Args {
   int rounds = 7;
   double target_se = 0.01;
   uint64_t seed = 0;
+  std::string device = "cpu";
 };
 
 double median(std::vector<double> v) {
@@ -43,10 +45,15 @@ double median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
+c10::Device g_device(c10::DeviceType::CPU);
+
+// Until the device has finished: a GPU's work is done when its kernels are, not when they are queued.
 template <typename F>
 double time_ms(F&& f) {
+  synchronize(g_device);
   const auto t0 = std::chrono::steady_clock::now();
   f();
+  synchronize(g_device);
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
 
@@ -64,6 +71,7 @@ int main(int argc, char** argv) {
     else if (key == "--rounds") a.rounds = std::stoi(value);
     else if (key == "--target-se") a.target_se = std::stod(value);
     else if (key == "--seed") a.seed = std::stoull(value);
+    else if (key == "--device") a.device = value;
     else { std::fprintf(stderr, "unknown option %s\n", key.c_str()); return 2; }
   }
   try {
@@ -89,10 +97,13 @@ int main(int argc, char** argv) {
       data = {torch::randn({a.examples, 1, 28, 28}), torch::randint(0, 10, {a.examples}, torch::kLong), 10};
       what = a.model + " (random init, random inputs)";
     }
+    const c10::Device device = parse_device(a.device);
+    model->to(device);
+    g_device = device;
     const geometry::Objective objective =
         geometry::Objective::for_model(model, data, geometry::ObjectiveOptions().batch_size(a.batch_size));
-    std::printf("# %s, threads: torch %d, blas %d | %s | %lld parameters | %lld examples in batches of %lld | %d rounds, median\n",
-                version_string().c_str(), threads.torch_intra_op, threads.blas, what.c_str(),
+    std::printf("# %s, threads: torch %d, blas %d | %s | %s | %lld parameters | %lld examples in batches of %lld | %d rounds, median\n",
+                version_string().c_str(), threads.torch_intra_op, threads.blas, device.str().c_str(), what.c_str(),
                 static_cast<long long>(objective.dim()), static_cast<long long>(data.size()),
                 static_cast<long long>(a.batch_size), a.rounds);
 
