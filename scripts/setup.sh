@@ -14,6 +14,7 @@ packages=(
   libcli11-dev nlohmann-json3-dev zlib1g-dev
   libtomlplusplus-dev   # experiment files (flatmin sweep)
   libpng-dev libjpeg-dev  # image folders (PNG, JPEG)
+  libgloo-dev           # several processes: the Gloo transport's headers for torch.distributed's c10d
   gnuplot-nox           # the plots of flatmin report (svg, pngcairo)
   googletest libgtest-dev libgmock-dev
 )

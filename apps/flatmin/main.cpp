@@ -21,7 +21,8 @@ int main(int argc, char** argv) {
       "             flatmin train --model-file model.pt        (your own TorchScript model)\n"
       "             flatmin export runs/<run> --torchscript out.pt  (a trained model back to PyTorch)\n"
       "             flatmin sweep experiments/finetune.toml    (many runs from one file, resumable)\n"
-      "             flatmin report <sweep root>                (its tables, figures and HTML page)",
+      "             flatmin report <sweep root>                (its tables, figures and HTML page)\n"
+      "             flatmin launch --nproc 2 -- train ...      (one run in several processes: c10d, Gloo)",
       "flatmin"};
   app.require_subcommand(1);
   app.set_version_flag("--version", flatmin::version_string());
@@ -32,6 +33,7 @@ int main(int argc, char** argv) {
   const flatmin::cli::Action sensing = flatmin::cli::add_sensing_command(app);
   const flatmin::cli::Action sweep = flatmin::cli::add_sweep_command(app);
   const flatmin::cli::Action report = flatmin::cli::add_report_command(app);
+  const flatmin::cli::Action launch = flatmin::cli::add_launch_command(app);
   if (argc < 2) {
     std::cerr << app.help() << "\nerror: missing command (try: flatmin train)\n";
     return 2;
@@ -59,6 +61,7 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("sensing")) return sensing();
     if (app.got_subcommand("sweep")) return sweep();
     if (app.got_subcommand("report")) return report();
+    if (app.got_subcommand("launch")) return launch();
     return 2;
   } catch (const CLI::Error& e) {  // an option conflict found after parsing
     std::cerr << "error: " << e.what() << '\n';

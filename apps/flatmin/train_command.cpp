@@ -8,6 +8,8 @@
 #include <fstream>
 #include <iostream>
 #include <limits>
+#include <memory>
+#include <optional>
 #include <set>
 #include <tuple>
 #include <thread>
@@ -25,6 +27,7 @@
 #include "flatmin/core/error.h"
 #include "flatmin/core/runtime.h"
 #include "flatmin/data/dataset.h"
+#include "flatmin/distributed/communicator.h"
 #include "flatmin/data/sources.h"
 #include "flatmin/geometry/spectrum.h"
 #include "flatmin/training/checkpoint.h"
@@ -116,6 +119,11 @@ struct TrainArgs {
   std::string device = "cpu";
   std::string precision = "fp32";
   int64_t check_finite_every = 0;
+  // several processes (under flatmin launch, torchrun, ...)
+  std::string parallel = "data";
+  std::string sam_ascent = "synced";
+  double dist_timeout = 60;
+  bool parallel_given = false, sam_ascent_given = false;  // on --resume, else the run's own
   // flatness during training
   int64_t geometry_every = 0;
   std::string geometry_measures = "trace,lambda1,normalized_trace,grad_norm";
@@ -239,7 +247,10 @@ std::pair<training::RunConfig, std::string> resume_point(const std::string& dir,
 }
 
 int run_train(TrainArgs a) {  // by value: --resume replaces some fields
-  training::Progress progress(training::parse_progress_mode(a.progress));
+  // Several processes: rank 0 alone prints, writes metrics, checkpoints and the model.
+  const distributed::World world = distributed::world_from_env();
+  const bool writer = world.rank == 0;
+  training::Progress progress(training::parse_progress_mode(writer ? a.progress : "quiet"));
   training::RunConfig config;
   std::string resume_path;
   if (!a.resume.empty()) {
@@ -258,6 +269,11 @@ int run_train(TrainArgs a) {  // by value: --resume replaces some fields
     if (std::filesystem::exists(config_path)) {
       std::ifstream in(config_path);
       const auto j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+      if (j.is_object() && j.contains("processes") && j["processes"].is_object()) {
+        // A resumed run splits its steps as before, unless told otherwise.
+        if (!a.parallel_given) a.parallel = j["processes"].value("parallel", a.parallel);
+        if (!a.sam_ascent_given) a.sam_ascent = j["processes"].value("sam_ascent", a.sam_ascent);
+      }
       if (j.is_object() && j.contains("geometry") && j["geometry"].is_object()) {
         // The resumed rows must have the columns of the rows before the interruption.
         a.geometry_every = j["geometry"].value("every", int64_t{0});
@@ -278,10 +294,15 @@ int run_train(TrainArgs a) {  // by value: --resume replaces some fields
     a.model = config.model().name();
   }
   optim::check_base_for_method(config.method(), config.optimizer());
+  const std::string& method_name = config.method().name();
+  check(a.parallel != "perturbation" || method_name == "nso" || method_name == "wp-sgd",
+        "--parallel perturbation needs independent points whose gradients add up (nso, wp-sgd); " + method_name +
+            (method_name == "sgd" ? " evaluates only W" : " reads the gradient of one point to place the next") +
+            ": use data-parallel");
   const c10::Device device = parse_device(a.device);  // before the data: a missing GPU is said at once
-  const int threads = a.threads > 0 ? a.threads
-                                    : models::default_num_threads(config.model(),
-                                                                  static_cast<int>(std::thread::hardware_concurrency()));
+  // The local processes share the cores.
+  const int cores = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / world.local_size);
+  const int threads = a.threads > 0 ? a.threads : models::default_num_threads(config.model(), cores);
   const ThreadCounts thread_counts = set_num_threads(threads);
   const std::string out_dir =
       a.out.empty() ? "runs/" + a.method + "-" + a.model + "-seed" + std::to_string(a.seed) : a.out;
@@ -293,14 +314,20 @@ int run_train(TrainArgs a) {  // by value: --resume replaces some fields
                                       .image_size(a.image_size)
                                       .cache_dir(a.cache_dir);
   const data::TrainTest data = data::load_dataset(source);
+  std::unique_ptr<distributed::Communicator> communicator;
+  if (world.distributed()) {
+    communicator = std::make_unique<distributed::Communicator>(
+        world, std::chrono::milliseconds(static_cast<int64_t>(a.dist_timeout * 1000)));
+  }
   std::error_code ec;
-  std::filesystem::create_directories(out_dir, ec);
+  if (writer) std::filesystem::create_directories(out_dir, ec);
   check(!ec, out_dir + ": cannot create the output directory: " + ec.message());
-  if (resume_path.empty() && !a.no_checkpoints) {
+  if (writer && resume_path.empty() && !a.no_checkpoints) {
     // A fresh run in an old run's directory must not resume from, or mix with, its checkpoints.
     for (const auto& old : training::list_step_checkpoints(out_dir + "/checkpoints")) std::filesystem::remove(old, ec);
   }
-  training::MetricsLog log(out_dir);
+  std::optional<training::MetricsLog> log;
+  if (writer) log.emplace(out_dir);
   const auto t0 = std::chrono::steady_clock::now();
 
   const training::RunResult* current = nullptr;  // the run being trained, for the epoch measurements
@@ -319,10 +346,12 @@ int run_train(TrainArgs a) {  // by value: --resume replaces some fields
     j["split"]["test_examples"] = run.splits.test.size();
     j["threads"] = {{"torch_intra_op", thread_counts.torch_intra_op}, {"blas", thread_counts.blas}};
     j["device"] = device.str();
+    if (world.distributed())
+      j["processes"] = {{"world_size", world.size}, {"parallel", a.parallel}, {"sam_ascent", a.sam_ascent}};
     j["geometry"] = {{"every", a.geometry_every}, {"measures", a.geometry_measures}, {"examples", a.geometry_examples}};
     if (a.geometry_splits != std::vector<std::string>{"train"}) j["geometry"]["splits"] = a.geometry_splits;
     if (a.geometry_measures.find("ratio") != std::string::npos) j["geometry"]["rho"] = a.geometry_rho;
-    if (!run.resumed_from) training::write_text_file(out_dir + "/config.json", j.dump(2) + "\n");
+    if (writer && !run.resumed_from) training::write_text_file(out_dir + "/config.json", j.dump(2) + "\n");
     progress.line("flatmin train: " + run.optimizer->method().describe() + " | " + a.model + ", " +
                   std::to_string(run.parameter_count) + " parameters | " + std::to_string(run.optimizer->evaluations()) +
                   " gradient evaluations/step | train " + std::to_string(run.splits.train.size()) + ", val " +
@@ -332,14 +361,15 @@ int run_train(TrainArgs a) {  // by value: --resume replaces some fields
     if (run.pretrained) progress.line(run.pretrained->describe());
     if (run.resumed_from) {
       // The metrics files hold exactly the checkpoint's rows again: none duplicated, none missing.
-      for (const auto& m : run.resumed_from->history) log.append(epoch_record(m));
+      if (log)
+        for (const auto& m : run.resumed_from->history) log->append(epoch_record(m));
       progress.line("resumed from " + resume_path + " at epoch " + std::to_string(run.resumed_from->epoch + 1) +
                     ", step " + std::to_string(run.resumed_from->batch) + " of the epoch (" +
                     std::to_string(run.optimizer->steps_taken()) + " steps done)");
     }
   };
   auto on_epoch = [&](const training::EpochMetrics& m) {
-    log.append(epoch_record(m));
+    if (log) log->append(epoch_record(m));
     progress.line(epoch_line(m, a.epochs));
   };
 
@@ -373,7 +403,17 @@ int run_train(TrainArgs a) {  // by value: --resume replaces some fields
   training::RunControl control;
   control.epoch_measure(epoch_measure);
   control.resume_from(resume_path).keep_checkpoints(a.keep_checkpoints).checkpoint_every_steps(a.checkpoint_every);
-  if (!a.no_checkpoints) control.checkpoint_dir(out_dir + "/checkpoints");
+  if (writer && !a.no_checkpoints) control.checkpoint_dir(out_dir + "/checkpoints");
+  if (communicator) {
+    optim::Parallelism parallelism;
+    parallelism.mode = a.parallel == "perturbation" ? optim::Parallelism::Mode::kPerturbation
+                                                    : optim::Parallelism::Mode::kData;
+    parallelism.rank = world.rank;
+    parallelism.size = world.size;
+    parallelism.synced_ascent = a.sam_ascent == "synced";
+    parallelism.sum = [c = communicator.get()](const std::vector<at::Tensor>& tensors) { c->sum(tensors); };
+    control.parallelism(parallelism);
+  }
   control.stop_requested([] { return g_stop_signal != 0; });
   control.device(device).check_finite_every(a.check_finite_every);
   std::signal(SIGINT, request_stop);
@@ -434,6 +474,11 @@ int run_train(TrainArgs a) {  // by value: --resume replaces some fields
       extra[name] = value;
   }
   if (!extra.empty()) summary["extra"] = extra;
+  if (communicator) {
+    summary["processes"] = world.size;
+    summary["collective_seconds"] = communicator->collective_seconds();
+  }
+  if (!writer) return 0;
   training::write_text_file(out_dir + "/summary.json", summary.dump(2) + "\n");
   if (!a.no_save_model)
     training::save_checkpoint(out_dir + "/model.ckpt", run.spec, run.model, config.to_json(), run.splits.channel_mean,
@@ -743,13 +788,31 @@ Action add_train_command(CLI::App& app) {
   const std::string device_group = "Device";
   add_device_option(cmd, &args->device, device_group);
   add_precision_option(cmd, &args->precision, device_group);
+  const std::string parallel_group = "Several processes (flatmin launch --nproc N -- train ..., or torchrun's variables)";
+  cmd->add_option("--parallel", args->parallel,
+                  "data: each process takes its shard of every batch, gradients averaged | perturbation (nso, "
+                  "wp-sgd): each process evaluates its share of the step's points on the whole batch")
+      ->check(CLI::IsMember({"data", "perturbation"}))
+      ->group(parallel_group);
+  cmd->add_option("--sam-ascent", args->sam_ascent,
+                  "Data-parallel SAM family: the ascent from the averaged gradient (synced) or from each process's "
+                  "own (per-replica, SAM's m-sharpness)")
+      ->check(CLI::IsMember({"synced", "per-replica"}))
+      ->group(parallel_group);
+  cmd->add_option("--dist-timeout", args->dist_timeout,
+                  "Seconds to wait for the other processes (rendezvous, each collective) before failing")
+      ->check(number_between(1, 86400))
+      ->group(parallel_group);
 
   return [args, cmd] {
+    args->parallel_given = cmd->count("--parallel") > 0;
+    args->sam_ascent_given = cmd->count("--sam-ascent") > 0;
     if (!args->resume.empty()) {
       // Everything that shapes a run comes from its checkpoint; say so rather than ignore a user's option.
       static const std::set<std::string> allowed{"--resume", "--progress", "--threads", "--data-dir", "--cache-dir", "--keep-checkpoints",
                                                  "--checkpoint-every", "--no-save-model", "--device",
-                                                 "--check-finite-every"};
+                                                 "--check-finite-every", "--parallel", "--sam-ascent",
+                                                 "--dist-timeout"};
       for (const CLI::Option* option : cmd->get_options())
         if (option->count() > 0 && !option->get_lnames().empty() && !allowed.count("--" + option->get_lnames().front()))
           throw CLI::ValidationError("--resume", "--" + option->get_lnames().front() +

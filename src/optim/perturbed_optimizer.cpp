@@ -66,6 +66,23 @@ void PerturbedOptimizer::add_gradient_term(GradientTerm term) {
   gradient_terms_.push_back(std::move(term));
 }
 
+void PerturbedOptimizer::set_parallelism(Parallelism parallelism) {
+  check(parallelism.size >= 1 && parallelism.rank >= 0 && parallelism.rank < parallelism.size,
+        "parallelism: rank " + std::to_string(parallelism.rank) + " of " + std::to_string(parallelism.size));
+  check(parallelism.mode == Parallelism::Mode::kNone || static_cast<bool>(parallelism.sum),
+        "parallelism: no sum across processes given");
+  if (parallelism.mode == Parallelism::Mode::kPerturbation) {
+    bool splits = method_->perturbs();
+    for (int64_t i = 0; i < method_->evaluations(); ++i)
+      splits = splits && !method_->reads_gradients(i) && (i == 0 || method_->blend(i).keep == 1.0);
+    check(splits, "perturbation-parallel steps need independent points whose gradients add up (nso, wp-sgd); '" +
+                      method_->name() + "' " + (method_->perturbs() ? "reads the gradient of one point to place the next"
+                                                                    : "evaluates only W") +
+                      ": use data-parallel");
+  }
+  parallelism_ = std::move(parallelism);
+}
+
 void PerturbedOptimizer::push_options_to_base() {
   auto& base_groups = base_->param_groups();
   check(base_groups.size() == param_groups_.size(),
@@ -112,6 +129,12 @@ void PerturbedOptimizer::move_to(int64_t i) {
   torch::NoGradGuard no_grad;
   // The method sees the combination so far (SAM's ascent direction is the gradient of pass 0).
   for (size_t j = 0; j < params_.size(); ++j) combined_[j] = params_[j].grad();
+  if (parallelism_.mode == Parallelism::Mode::kData && parallelism_.synced_ascent && i > 0 &&
+      method_->reads_gradients(i)) {
+    parallelism_.sum(combined_);  // these are the .grad tensors: the combination itself becomes the mean
+    for (auto& c : combined_)
+      if (c.defined()) c.div_(static_cast<double>(parallelism_.size));
+  }
   if (method_->perturbs()) {
     StepContext ctx{params_, anchor_, combined_, options_.seed(), steps_};
     method_->move_to(i, ctx);
@@ -164,6 +187,58 @@ void PerturbedOptimizer::accumulate(int64_t i, const at::Tensor& loss) {
     ++buffer_passes_counted_;
   }
   ++gradient_evaluations_;
+}
+
+void PerturbedOptimizer::skip(int64_t i) {
+  check(in_step_, "PerturbedOptimizer: skip() outside begin_step()/finish_step()");
+  // As accumulate() with no gradient: the combination goes back to .grad unchanged (blends here add).
+  if (!grads_in_place_)
+    for (size_t j = 0; j < params_.size(); ++j) {
+      params_[j].mutable_grad() = combined_[j];
+      combined_[j] = at::Tensor();
+    }
+  // The point's loss comes from the process that evaluates it (combine_across_processes).
+  last_losses_.push_back(at::zeros({}, at::TensorOptions().dtype(at::kFloat).device(params_.front().device())));
+  ++gradient_evaluations_;
+}
+
+// Several processes: the combined gradient, the points' losses and (perturbation-parallel) the BatchNorm
+// updates become the whole step's, identical on every process, before anything reads them.
+void PerturbedOptimizer::combine_across_processes() {
+  if (parallelism_.mode == Parallelism::Mode::kNone) return;
+  const bool data = parallelism_.mode == Parallelism::Mode::kData;
+  std::vector<at::Tensor> tensors;
+  for (auto& p : params_) {
+    // A process that computed no gradient (no point of its own) still takes part with zeros.
+    if (!p.grad().defined()) p.mutable_grad() = at::zeros_like(p);
+    tensors.push_back(p.grad());
+  }
+  at::Tensor losses;
+  if (!last_losses_.empty()) {
+    losses = at::stack(last_losses_).to(at::kFloat);
+    tensors.push_back(losses);
+  }
+  at::Tensor counted;
+  if (!data && !buffers_before_.empty()) {
+    for (auto& d : buffers_delta_sum_)
+      if (d.is_floating_point()) tensors.push_back(d);
+    counted = at::full({}, static_cast<double>(buffer_passes_counted_), at::TensorOptions().dtype(at::kDouble));
+    tensors.push_back(counted);
+  }
+  parallelism_.sum(tensors);
+  if (data) {
+    for (auto& p : params_) p.grad().div_(static_cast<double>(parallelism_.size));
+    if (losses.defined()) losses.div_(static_cast<double>(parallelism_.size));
+  }
+  if (losses.defined())
+    for (size_t i = 0; i < last_losses_.size(); ++i) last_losses_[i] = losses[static_cast<int64_t>(i)];
+  if (counted.defined()) {
+    buffer_passes_counted_ = static_cast<int64_t>(counted.item<double>());
+    // Integer statistics (num_batches_tracked) hold their value after a counted pass: before + 1.
+    for (size_t j = 0; j < buffers_.size(); ++j)
+      if (!buffers_[j].is_floating_point() && buffer_passes_counted_ > 0)
+        buffers_delta_sum_[j].copy_(buffers_before_[j] + 1);
+  }
 }
 
 std::vector<double> PerturbedOptimizer::last_losses() const {
@@ -230,6 +305,7 @@ void PerturbedOptimizer::finish_step() {
   torch::NoGradGuard no_grad;
   if (method_->perturbs())
     for (size_t j = 0; j < params_.size(); ++j) params_[j].copy_(anchor_[j]);  // exact restoration of W
+  combine_across_processes();
   const double scale = method_->final_scale();
   for (auto& p : params_)
     if (p.grad().defined() && scale != 1.0) p.mutable_grad().mul_(scale);
@@ -247,7 +323,7 @@ void PerturbedOptimizer::finish_step() {
   }
   if (!buffers_before_.empty()) {
     // statistics = before + mean of the counted passes' updates; exactly unchanged when no pass moved them
-    // (or when the step is skipped).
+    // (or when the step is skipped). Data-parallel processes average theirs below.
     for (size_t j = 0; j < buffers_.size(); ++j) {
       if (buffer_passes_counted_ == 0 || !non_finite_.empty()) {
         buffers_[j].copy_(buffers_before_[j]);
@@ -257,6 +333,13 @@ void PerturbedOptimizer::finish_step() {
         buffers_[j].copy_(buffers_delta_sum_[j]);
       }
     }
+  }
+  if (parallelism_.mode == Parallelism::Mode::kData && !buffers_.empty()) {
+    std::vector<at::Tensor> statistics;
+    for (auto& b : buffers_)
+      if (b.is_floating_point()) statistics.push_back(b);
+    parallelism_.sum(statistics);
+    for (auto& b : statistics) b.div_(static_cast<double>(parallelism_.size));
   }
   in_step_ = false;
   ++steps_;
@@ -289,6 +372,10 @@ at::Tensor PerturbedOptimizer::step(LossClosure closure) {
   double loss_sum = 0;
   for (int64_t i = 0; i < method_->evaluations(); ++i) {
     move_to(i);
+    if (!evaluates(i)) {
+      skip(i);
+      continue;
+    }
     at::Tensor loss;
     {
       at::AutoGradMode enable_grad(true);

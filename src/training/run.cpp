@@ -284,6 +284,8 @@ RunResult run_training(const RunConfig& config, const data::TrainTest& data, con
           .accumulate_in_grad(true)  // the Trainer's closure never zeroes .grad
           .check_finite_every(check_finite_interval(control, config.trainer().on_divergence())));
   run.optimizer->track_buffers(run.model->buffers());
+  const optim::Parallelism& parallelism = control.parallelism();
+  if (parallelism.mode != optim::Parallelism::Mode::kNone) run.optimizer->set_parallelism(parallelism);
   if (config.l2sp() > 0) run.optimizer->add_gradient_term(optim::L2Sp(trainable, config.l2sp()));
 
   TrainerOptions trainer_options = config.trainer();
@@ -301,7 +303,17 @@ RunResult run_training(const RunConfig& config, const data::TrainTest& data, con
   trainer_options.checkpoint_every_steps(control.checkpoint_every_steps());
   Trainer trainer(run.model, run.optimizer, trainer_options);
   trainer.set_loss(loss);
-  if (control.stop_requested()) trainer.set_stop_request(control.stop_requested());
+  if (parallelism.mode == optim::Parallelism::Mode::kData) trainer.set_shard(parallelism.rank, parallelism.size);
+  if (parallelism.mode != optim::Parallelism::Mode::kNone) {
+    // Every process stops at the same step, or the others would wait for it in the next collective.
+    trainer.set_stop_request([local = control.stop_requested(), sum = parallelism.sum] {
+      const at::Tensor any = at::full({}, local && local() ? 1.0 : 0.0, at::TensorOptions().dtype(at::kFloat));
+      sum({any});
+      return any.item<float>() > 0;
+    });
+  } else if (control.stop_requested()) {
+    trainer.set_stop_request(control.stop_requested());
+  }
   if (control.epoch_measure()) trainer.set_epoch_measure(control.epoch_measure());
 
   const std::string config_json = config.to_json();

@@ -105,6 +105,14 @@ Trainer::Trainer(models::Model model, std::shared_ptr<optim::PerturbedOptimizer>
   options_.lr_schedule().validate();
 }
 
+void Trainer::set_shard(int rank, int count) {
+  check(count >= 1 && rank >= 0 && rank < count, "Trainer: shard " + std::to_string(rank) + " of " + std::to_string(count));
+  check(count <= options_.batch_size(), "a batch of " + std::to_string(options_.batch_size()) +
+                                            " cannot be split across " + std::to_string(count) + " processes");
+  shard_rank_ = rank;
+  shard_count_ = count;
+}
+
 std::vector<EpochMetrics> Trainer::fit(const data::Splits& splits, const EpochCallback& on_epoch, Progress* progress) {
   check(splits.train.size() > 0, "the training split is empty");
   data::Batcher batcher(splits.train, options_.batch_size(), /*shuffle=*/true, options_.seed(), options_.drop_last());
@@ -188,6 +196,15 @@ std::vector<EpochMetrics> Trainer::fit(const data::Splits& splits, const EpochCa
       for (size_t g = 0; g < groups.size(); ++g) groups[g].options().set_lr(state.initial_lr[g] * factor);
       data::Batch batch = batcher.batch(b);
       if (augment) batch.inputs = (*augment)(batch.inputs);
+      double loss_scale = 1.0;
+      if (shard_count_ > 1) {
+        const int64_t n = batch.inputs.size(0);
+        const int64_t lo = n * shard_rank_ / shard_count_, hi = n * (shard_rank_ + 1) / shard_count_;
+        check(hi > lo, "the last batch (" + std::to_string(n) + " examples) is smaller than the number of processes");
+        loss_scale = static_cast<double>((hi - lo) * shard_count_) / static_cast<double>(n);
+        batch.inputs = batch.inputs.narrow(0, lo, hi - lo);
+        batch.targets = batch.targets.narrow(0, lo, hi - lo);
+      }
       batch.inputs = to_device(batch.inputs, device);
       batch.targets = to_device(batch.targets, device);
       const at::Tensor loss = optimizer_->step([&] {
@@ -196,6 +213,7 @@ std::vector<EpochMetrics> Trainer::fit(const data::Splits& splits, const EpochCa
           AutocastScope autocast(device, options_.precision());  // one scope per point: W moves between them
           l = loss_(model_.forward(batch.inputs), batch.targets);
         }
+        if (loss_scale != 1.0) l = l * loss_scale;
         l.backward();
         return l;
       });

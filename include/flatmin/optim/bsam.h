@@ -62,6 +62,7 @@ class Bsam final : public PerturbationMethod {
   void move_to(int64_t i, StepContext& ctx) override;
   Blend blend(int64_t i) const override { return i == 0 ? Blend{} : Blend{0.0, 1.0}; }  // G = ĝ
   bool counts_for_buffers(int64_t i) const override { return true; }
+  bool reads_gradients(int64_t i) const override { return i > 0; }
   std::string describe() const override;
   std::vector<std::pair<std::string, double>> scalars() const override { return {{"rho", options_.rho()}}; }
   void save(torch::serialize::OutputArchive& archive) const override;

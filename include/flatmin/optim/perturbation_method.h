@@ -69,6 +69,9 @@ class PerturbationMethod {
   /// mean of the updates of the passes that count (each pass starting from the statistics before the
   /// step), so they move once per step whatever the number of passes.
   virtual bool counts_for_buffers(int64_t i) const { return true; }
+  /// Whether move_to(i) reads the gradients so far (ctx.combined): SAM's ascent does. Several processes
+  /// computing one step then average them first (PerturbedOptimizer::set_parallelism).
+  virtual bool reads_gradients(int64_t i) const { return false; }
 
   /// Called when a new epoch starts, for schedules (σ warm-up, ...).
   virtual void set_epoch(int64_t epoch, int64_t total_epochs) {}

@@ -53,6 +53,30 @@ struct PerturbedOptimizerOptions {
   TORCH_ARG(int64_t, check_finite_every) = 1;
 };
 
+/// Several processes computing one step together (distributed/ provides them). The optimizer needs only an
+/// in-place sum across the processes; the transport is the caller's.
+struct Parallelism {
+  enum class Mode {
+    kNone,
+    /// Each process evaluates every point on its shard of the batch; gradients are averaged once per step
+    /// (and before a point whose position reads them: SAM's ascent, when synced_ascent).
+    kData,
+    /// Every process evaluates its share of the points (i ≡ rank mod size) on the whole batch; one sum
+    /// builds the combination. Only for methods whose points do not read gradients and whose blends add
+    /// (NSO, WP-SGD): the same update as one process, up to the summation order.
+    kPerturbation,
+  };
+  Mode mode = Mode::kNone;
+  int rank = 0;
+  int size = 1;
+  /// In place: each tensor ← its sum over the processes (an allreduce).
+  std::function<void(const std::vector<at::Tensor>&)> sum;
+  /// kData, SAM family: the ascent direction from the gradient averaged over processes (synced, the
+  /// default: what one process with the whole batch computes) or from each process's own (per-replica:
+  /// SAM's m-sharpness with m = the shard).
+  bool synced_ascent = true;
+};
+
 class PerturbedOptimizer : public torch::optim::Optimizer {
  public:
   PerturbedOptimizer(std::shared_ptr<torch::optim::Optimizer> base, std::shared_ptr<PerturbationMethod> method,
@@ -73,6 +97,10 @@ class PerturbedOptimizer : public torch::optim::Optimizer {
   /// Terms run in the order added. They are not saved: add them again after load.
   using GradientTerm = std::function<void()>;
   void add_gradient_term(GradientTerm term);
+  /// Run each step with other processes (Parallelism). Throws flatmin::Error when the method cannot be
+  /// split across points (kPerturbation with SAM's ascent, say).
+  void set_parallelism(Parallelism parallelism);
+  const Parallelism& parallelism() const { return parallelism_; }
 
   // The explicit form of step(), for hand-written loops:
   //   begin_step(); for i < evaluations(): { move_to(i); forward; backward; accumulate(i, loss); } finish_step();
@@ -80,6 +108,13 @@ class PerturbedOptimizer : public torch::optim::Optimizer {
   void move_to(int64_t i);
   void accumulate(int64_t i, const at::Tensor& loss = {});
   void finish_step();
+  /// kPerturbation: point i is another process's; the parameters were moved to it (move_to(i)), no
+  /// gradient was computed here.
+  void skip(int64_t i);
+  /// Whether this process evaluates point i (always, except under kPerturbation).
+  bool evaluates(int64_t i) const {
+    return parallelism_.mode != Parallelism::Mode::kPerturbation || i % parallelism_.size == parallelism_.rank;
+  }
   int64_t evaluations() const { return method_->evaluations(); }
 
   /// Tells the method that a new epoch starts (schedules).
@@ -109,6 +144,7 @@ class PerturbedOptimizer : public torch::optim::Optimizer {
   void push_options_to_base();
   std::string find_non_finite() const;
   at::Tensor step_is_finite() const;
+  void combine_across_processes();
 
   std::shared_ptr<torch::optim::Optimizer> base_;
   std::shared_ptr<PerturbationMethod> method_;
@@ -129,6 +165,7 @@ class PerturbedOptimizer : public torch::optim::Optimizer {
   std::vector<at::Tensor> last_losses_;  // detached, on the model's device
   at::Tensor pending_finite_;            // check_finite_every > 1: all steps since the last check finite
   int64_t first_unchecked_step_ = 0;
+  Parallelism parallelism_;
   std::string non_finite_;
 };
 

@@ -46,6 +46,7 @@ class Sam final : public PerturbationMethod {
   void move_to(int64_t i, StepContext& ctx) override;
   Blend blend(int64_t i) const override { return i == 0 ? Blend{} : Blend{0.0, 1.0}; }
   bool counts_for_buffers(int64_t i) const override { return i == 0; }
+  bool reads_gradients(int64_t i) const override { return i > 0; }
   std::string describe() const override;
   std::vector<std::pair<std::string, double>> scalars() const override { return {{"rho", options_.rho()}}; }
   const SamOptions& options() const { return options_; }
@@ -66,6 +67,7 @@ class Usam final : public PerturbationMethod {
   void move_to(int64_t i, StepContext& ctx) override;
   Blend blend(int64_t i) const override { return i == 0 ? Blend{} : Blend{0.0, 1.0}; }
   bool counts_for_buffers(int64_t i) const override { return i == 0; }
+  bool reads_gradients(int64_t i) const override { return i > 0; }
   std::string describe() const override;
   std::vector<std::pair<std::string, double>> scalars() const override { return {{"rho", options_.rho()}}; }
   const SamOptions& options() const { return options_; }
@@ -97,6 +99,7 @@ class Asam final : public PerturbationMethod {
   void move_to(int64_t i, StepContext& ctx) override;
   Blend blend(int64_t i) const override { return i == 0 ? Blend{} : Blend{0.0, 1.0}; }
   bool counts_for_buffers(int64_t i) const override { return i == 0; }
+  bool reads_gradients(int64_t i) const override { return i > 0; }
   std::string describe() const override;
   std::vector<std::pair<std::string, double>> scalars() const override { return {{"rho", options_.rho()}}; }
   const AsamOptions& options() const { return options_; }
@@ -140,6 +143,7 @@ class Rsam final : public PerturbationMethod {
   void move_to(int64_t i, StepContext& ctx) override;
   Blend blend(int64_t i) const override { return i == 0 ? Blend{} : Blend{0.0, 1.0}; }
   bool counts_for_buffers(int64_t i) const override { return i == 0; }
+  bool reads_gradients(int64_t i) const override { return i > 0; }
   void set_epoch(int64_t epoch, int64_t total_epochs) override;
   std::string describe() const override;
   std::vector<std::pair<std::string, double>> scalars() const override { return {{"rho", rho_}, {"sigma", sigma_}}; }
@@ -183,6 +187,7 @@ class CrSam final : public PerturbationMethod {
   void move_to(int64_t i, StepContext& ctx) override;
   Blend blend(int64_t i) const override;
   bool counts_for_buffers(int64_t i) const override { return i == 0; }
+  bool reads_gradients(int64_t i) const override { return i > 0; }
   std::string describe() const override;
   std::vector<std::pair<std::string, double>> scalars() const override { return {{"rho", options_.rho()}}; }
   const CrSamOptions& options() const { return options_; }

@@ -96,6 +96,9 @@ struct RunControl {
   /// 0 = every step on the CPU (where it costs no wait), every kDeviceCheckEvery steps elsewhere (every
   /// step when non-finite steps are to be skipped).
   TORCH_ARG(int64_t, check_finite_every) = 0;
+  /// Several processes computing each step (distributed/: data- or perturbation-parallel). Data-parallel
+  /// processes train on their shards of every batch. A stop request counts when any process has one.
+  TORCH_ARG(optim::Parallelism, parallelism) = {};
 };
 
 /// The default finiteness-check interval off the CPU: a wait for the device every 25 steps.

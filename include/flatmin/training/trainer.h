@@ -150,6 +150,10 @@ class Trainer {
   /// EpochMetrics::measures and so in the checkpointed history. Must return the same names every epoch.
   using EpochMeasure = std::function<std::vector<std::pair<std::string, double>>(const EpochMetrics& epoch)>;
   void set_epoch_measure(EpochMeasure measure) { epoch_measure_ = std::move(measure); }
+  /// Data-parallel processes: this one trains on rows [rank·n/count, (rank+1)·n/count) of every batch of n
+  /// (cut after augmentation, so every process draws what one process would), its loss scaled by
+  /// shard·count/n so that the processes' mean loss is the whole batch's.
+  void set_shard(int rank, int count);
   /// Continue from `state` (the model and optimizer must already hold the checkpoint's weights and state).
   void resume_from(TrainerState state) { resume_ = std::move(state); }
 
@@ -168,6 +172,8 @@ class Trainer {
   std::function<bool()> stop_requested_;
   EpochMeasure epoch_measure_;
   std::optional<TrainerState> resume_;
+  int shard_rank_ = 0;
+  int shard_count_ = 1;
 };
 
 }  // namespace flatmin::training
