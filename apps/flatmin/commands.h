@@ -31,7 +31,7 @@ Action add_sensing_command(CLI::App& app);
 /// Adds `flatmin sweep` (every run of an experiment file, resumably); the returned action runs it after parsing.
 Action add_sweep_command(CLI::App& app);
 
-/// Adds `flatmin launch` (one training run in several local processes); the returned action runs it.
+/// Adds `flatmin launch` (one training run, or one measurement, in several local processes); the returned action runs it.
 Action add_launch_command(CLI::App& app);
 
 /// Adds `flatmin report` (a sweep's tables, figures and HTML page); the returned action runs it after parsing.

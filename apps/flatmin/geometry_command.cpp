@@ -4,6 +4,7 @@
 // PAC-Bayes bound. Writes JSON and prints a summary.
 #include <algorithm>
 #include <chrono>
+#include <memory>
 #include <limits>
 #include <cmath>
 #include <cstdio>
@@ -26,6 +27,7 @@
 #include "validators.h"
 #include "flatmin/core/device.h"
 #include "flatmin/core/error.h"
+#include "flatmin/distributed/communicator.h"
 #include "flatmin/core/runtime.h"
 #include "flatmin/core/seed.h"
 #include "flatmin/data/dataset.h"
@@ -88,6 +90,7 @@ struct GeometryArgs {
   std::string out;
   int threads = 0;
   std::string device = "cpu";
+  double dist_timeout = 60;
   std::string progress = "auto";
 };
 
@@ -111,7 +114,9 @@ int run_geometry(const GeometryArgs& a) {
     return s;
   }();
   auto wants = [&](const std::string& m) { return chosen.count(m) > 0; };
-  training::Progress progress(training::parse_progress_mode(a.progress));
+  // Several processes (flatmin launch): they share Hutchinson's probes; rank 0 alone prints and writes.
+  const distributed::World world = distributed::world_from_env();
+  training::Progress progress(training::parse_progress_mode(world.rank == 0 ? a.progress : "quiet"));
   std::vector<noise::NoiseLaw> laws;
   for (const auto& name : a.noise) laws.push_back(noise::parse_noise_law(name));
 
@@ -123,6 +128,15 @@ int run_geometry(const GeometryArgs& a) {
                                     : models::default_num_threads(ck.spec, static_cast<int>(std::thread::hardware_concurrency()));
   const ThreadCounts thread_counts = set_num_threads(threads);
   ck.model->to(device);
+  std::unique_ptr<distributed::Communicator> communicator;
+  geometry::ProbeSplit probe_split;  // Hutchinson's probes, shared by the processes
+  if (world.distributed()) {
+    communicator = std::make_unique<distributed::Communicator>(
+        world, std::chrono::milliseconds(static_cast<int64_t>(a.dist_timeout * 1000)));
+    probe_split.rank = world.rank;
+    probe_split.size = world.size;
+    probe_split.sum = [c = communicator.get()](const std::vector<at::Tensor>& t) { c->sum(t); };
+  }
   const std::string out_path = a.out.empty() ? (fs::path(path).parent_path() / "geometry.json").string() : a.out;
 
   const data::DataSource source = run_data_source(path, a.data_dir);
@@ -191,7 +205,8 @@ int run_geometry(const GeometryArgs& a) {
                        .stop_rule(a.stop_rule == "pyhessian" ? geometry::TraceStopRule::kPyHessianChange
                                                              : geometry::TraceStopRule::kStandardError)
                        .seed(a.seed)
-                       .progress(&progress));
+                       .progress(&progress)
+                       .split(probe_split));
       j["trace"] = {{"estimate", trace.trace},
                     {"std_error", trace.std_error},
                     {"relative_std_error", trace.std_error / std::abs(trace.trace)},
@@ -415,6 +430,8 @@ int run_geometry(const GeometryArgs& a) {
     fs::create_directories(parent, ec);
     check(!ec, parent.string() + ": cannot create the output directory: " + ec.message());
   }
+  if (world.distributed()) j["processes"] = world.size;
+  if (world.rank != 0) return 0;
   training::write_text_file(out_path, j.dump(2) + "\n");
   progress.line("wrote " + out_path + " (" + num(seconds, "%.1f") + " s)");
   return 0;
@@ -547,6 +564,10 @@ Action add_geometry_command(CLI::App& app) {
       ->check(CLI::IsMember({"auto", "bar", "lines", "quiet"}))
       ->group(run_group);
   add_device_option(cmd, &args->device, run_group);
+  cmd->add_option("--dist-timeout", args->dist_timeout,
+                  "Under flatmin launch: seconds to wait for the other processes (they share the trace's probes)")
+      ->check(number_between(1, 86400))
+      ->group(run_group);
 
   return [args] { return run_geometry(*args); };
 }

@@ -1,4 +1,4 @@
-// `flatmin launch --nproc N -- train ...`: N local processes of flatmin train with torchrun's
+// `flatmin launch --nproc N -- train|geometry ...`: N local processes of flatmin train or geometry with torchrun's
 // environment (RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT). A thin
 // convenience: the same commands run under torchrun or any launcher that sets the variables. When one
 // process fails, the launcher names it, stops the others and exits with its status.
@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "commands.h"
+#include "subprocess.h"
 #include "validators.h"
 #include "flatmin/core/error.h"
 
@@ -63,15 +64,7 @@ pid_t start_rank(const std::vector<std::string>& command, const std::map<std::st
     ::prctl(PR_SET_PDEATHSIG, SIGTERM);  // a launcher that dies takes its ranks with it
     if (::getppid() != parent) ::_exit(130);
     for (const auto& [key, value] : env) ::setenv(key.c_str(), value.c_str(), 1);
-    std::vector<char*> argv;
-    static char self[] = "flatmin";
-    argv.push_back(self);
-    for (const auto& a : command) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    ::execv("/proc/self/exe", argv.data());
-    const std::string message = std::string("error: cannot run flatmin: ") + std::strerror(errno) + "\n";
-    (void)!::write(STDERR_FILENO, message.data(), message.size());
-    ::_exit(127);
+    exec_self(command);
   }
   return pid;
 }
@@ -86,8 +79,8 @@ int exit_code_of(int status) { return WIFEXITED(status) ? WEXITSTATUS(status) : 
 
 int run_launch(const LaunchArgs& a) {
   check(!a.command.empty(), "launch: no command given (flatmin launch --nproc N -- train ...)");
-  check(a.command.front() == "train",
-        "launch: '" + a.command.front() + "' does not run in several processes (only train does)");
+  check(a.command.front() == "train" || a.command.front() == "geometry",
+        "launch: '" + a.command.front() + "' does not run in several processes (train and geometry do)");
   const int port = a.master_port > 0 ? a.master_port : free_port();
   const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
   std::signal(SIGINT, record_launch_signal);  // the ranks get Ctrl-C too (same process group): wait for them
@@ -158,7 +151,7 @@ int run_launch(const LaunchArgs& a) {
 
 Action add_launch_command(CLI::App& app) {
   auto args = std::make_shared<LaunchArgs>();
-  CLI::App* cmd = app.add_subcommand("launch", "Run train in several local processes, as torchrun does");
+  CLI::App* cmd = app.add_subcommand("launch", "Run train (or geometry) in several local processes, as torchrun does");
   cmd->footer(
       "\nStarts N processes of `flatmin COMMAND ...` with RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE,\n"
       "MASTER_ADDR (127.0.0.1 unless set) and MASTER_PORT (a free port unless --master-port) set, as torchrun\n"
@@ -170,6 +163,7 @@ Action add_launch_command(CLI::App& app) {
       "  flatmin launch --nproc 2 -- train --method nso --parallel perturbation --out runs/nso-2p\n"
       "  flatmin launch --nproc 2 -- train --method sam --batch-size 128 --out runs/sam-2d   # data-parallel\n"
       "  flatmin launch --nproc 2 -- train --resume runs/nso-2p\n"
+      "  flatmin launch --nproc 2 -- geometry --checkpoint runs/nso-2p --measures trace   # probes shared\n"
       "Several machines: run `flatmin train ...` on each with torchrun's variables set (MASTER_ADDR = rank 0's).");
   cmd->add_option("--nproc", args->nproc, "Processes to start")->check(integer_in(1, 256));
   cmd->add_option("--master-port", args->master_port, "Port of the rendezvous store (0 = a free one)")

@@ -18,6 +18,19 @@
 
 namespace flatmin::cli {
 
+/// In a forked child: becomes `flatmin args...` (/proc/self/exe); if that fails, says so and exits 127.
+[[noreturn]] inline void exec_self(const std::vector<std::string>& args) {
+  std::vector<char*> argv;
+  static char self[] = "flatmin";
+  argv.push_back(self);
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  ::execv("/proc/self/exe", argv.data());
+  const std::string message = std::string("error: cannot run flatmin: ") + std::strerror(errno) + "\n";
+  (void)!::write(STDERR_FILENO, message.data(), message.size());
+  ::_exit(127);
+}
+
 /// Starts `/proc/self/exe args...` with stdout and stderr appended to `log_path`; returns its pid.
 inline pid_t spawn_self(const std::vector<std::string>& args, const std::string& log_path) {
   const int log = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
@@ -35,15 +48,7 @@ inline pid_t spawn_self(const std::vector<std::string>& args, const std::string&
     ::dup2(log, STDOUT_FILENO);
     ::dup2(log, STDERR_FILENO);
     ::close(STDIN_FILENO);
-    std::vector<char*> argv;
-    static char self[] = "flatmin";
-    argv.push_back(self);
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    ::execv("/proc/self/exe", argv.data());
-    const std::string message = std::string("error: cannot run flatmin: ") + std::strerror(errno) + "\n";
-    (void)!::write(STDERR_FILENO, message.data(), message.size());
-    ::_exit(127);
+    exec_self(args);
   }
   ::close(log);
   ::setpgid(pid, pid);  // also here: no race with a signal sent right after the fork

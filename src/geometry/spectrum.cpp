@@ -150,39 +150,53 @@ TraceResult hutchinson_trace(HessianOperator& hessian, const TraceOptions& optio
   TraceResult r;
   if (options.progress()) options.progress()->start("trace", options.max_probes());
   double previous_mean = 0;
-  for (int64_t p = 0; p < options.max_probes(); ++p) {
-    const at::Tensor v = probe(objective, noise::NoiseLaw::kRademacher, options.seed(), p, kHutchinson);
-    const at::Tensor vhv = v * hessian.apply(v);
-    double sum = 0;
-    for (size_t t = 0; t < layers; ++t) {
-      const double x =
-          vhv.narrow(0, objective.offset(t), objective.parameters()[t].tensor.numel()).sum(at::kDouble).item<double>();
-      layer_stats[t].add(x);
-      sum += x;
+  const ProbeSplit& split = options.split();
+  check(split.size >= 1 && split.rank >= 0 && split.rank < split.size && (split.size == 1 || split.sum),
+        "trace: invalid probe split");
+  bool stop = false;
+  // Rounds of `size` probes: each process computes one, the sum gathers them all, and the rule then reads
+  // them in probe order, as one process would have.
+  for (int64_t base = 0; base < options.max_probes() && !stop; base += split.size) {
+    const int64_t count = std::min<int64_t>(split.size, options.max_probes() - base);
+    at::Tensor values = at::zeros({count, static_cast<int64_t>(layers)}, at::kDouble);
+    if (split.rank < count) {
+      const at::Tensor v = probe(objective, noise::NoiseLaw::kRademacher, options.seed(), base + split.rank, kHutchinson);
+      const at::Tensor vhv = v * hessian.apply(v);
+      for (size_t t = 0; t < layers; ++t)
+        values[split.rank][static_cast<int64_t>(t)] =
+            vhv.narrow(0, objective.offset(t), objective.parameters()[t].tensor.numel()).sum(at::kDouble).item<double>();
     }
-    total.add(sum);
-    if (options.progress()) {
-      std::string status = "Tr " + fmt("%.5g", total.mean) + " ± " + fmt("%.2g", total.std_error());
-      if (total.n >= 2 && options.stop_rule() == TraceStopRule::kStandardError && options.rel_tol() > 0 && total.mean != 0) {
-        // SE ∝ 1/√n: the probes the target needs at the current spread.
-        const double ratio = total.std_error() / (options.rel_tol() * std::abs(total.mean));
-        status += " (~" + fmt("%.0f", std::ceil(static_cast<double>(total.n) * ratio * ratio)) + " probes to the target)";
+    if (split.size > 1) split.sum({values});
+    const auto value = values.accessor<double, 2>();
+    for (int64_t q = 0; q < count && !stop; ++q) {
+      const int64_t p = base + q;
+      double sum = 0;
+      for (size_t t = 0; t < layers; ++t) {
+        const double x = value[q][static_cast<int64_t>(t)];
+        layer_stats[t].add(x);
+        sum += x;
       }
-      options.progress()->update(p + 1, status);
-    }
-    bool stop = false;
-    if (options.stop_rule() == TraceStopRule::kStandardError) {
-      stop = total.n >= options.min_probes() && total.n >= 2 &&
-             total.std_error() <= options.rel_tol() * std::abs(total.mean);
-    } else if (p > 0) {  // PyHessian: |mean_new − mean_old| / (|mean_old| + 1e-6) < tol
-      stop = std::abs(total.mean - previous_mean) / (std::abs(previous_mean) + 1e-6) < options.rel_tol();
-    }
-    previous_mean = total.mean;
-    if (stop) {
-      r.converged = true;
-      break;
+      total.add(sum);
+      if (options.progress()) {
+        std::string status = "Tr " + fmt("%.5g", total.mean) + " ± " + fmt("%.2g", total.std_error());
+        if (total.n >= 2 && options.stop_rule() == TraceStopRule::kStandardError && options.rel_tol() > 0 &&
+            total.mean != 0) {
+          // SE ∝ 1/√n: the probes the target needs at the current spread.
+          const double ratio = total.std_error() / (options.rel_tol() * std::abs(total.mean));
+          status += " (~" + fmt("%.0f", std::ceil(static_cast<double>(total.n) * ratio * ratio)) + " probes to the target)";
+        }
+        options.progress()->update(p + 1, status);
+      }
+      if (options.stop_rule() == TraceStopRule::kStandardError) {
+        stop = total.n >= options.min_probes() && total.n >= 2 &&
+               total.std_error() <= options.rel_tol() * std::abs(total.mean);
+      } else if (p > 0) {  // PyHessian: |mean_new − mean_old| / (|mean_old| + 1e-6) < tol
+        stop = std::abs(total.mean - previous_mean) / (std::abs(previous_mean) + 1e-6) < options.rel_tol();
+      }
+      previous_mean = total.mean;
     }
   }
+  r.converged = stop;
   r.trace = total.mean;
   r.std_error = total.n > 1 ? total.std_error() : std::numeric_limits<double>::quiet_NaN();
   r.probe_std = total.std();

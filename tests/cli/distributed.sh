@@ -2,7 +2,8 @@
 # One run in two processes (flatmin launch, c10d over Gloo on loopback):
 #  1. perturbation-parallel NSO gives one process's run (final test loss to float tolerance);
 #  2. data-parallel SGD and SAM (2 × B/2) give the one-process run with batch B;
-#  3. killing one rank stops the other within a bounded time, naming the rank; the last checkpoint is intact
+#  3. `launch -- geometry` shares Hutchinson's probes and gives one process's trace estimate;
+#  4. killing one rank stops the other within a bounded time, naming the rank; the last checkpoint is intact
 #     and `--resume` finishes the run bitwise equal to an uninterrupted two-process run.
 # Usage: distributed.sh <flatmin binary> <scratch dir>
 set -uo pipefail
@@ -35,6 +36,15 @@ close "$a" "$b" 1e-5 || fail "perturbation-parallel NSO: test loss $b, one proce
   || fail "rank 1 wrote or printed"
 echo "ok: perturbation-parallel NSO, 2 processes: test loss $b, one process $a"
 
+# 1b. Hutchinson's probes shared by two processes: one process's estimate.
+geo=(--checkpoint "$work/nso-1" --measures trace --examples 300 --max-probes 24 --min-probes 24 --threads 1 --progress lines)
+run geo-1 geometry "${geo[@]}" --out "$work/geo-1.json"
+run geo-2 launch --nproc 2 -- geometry "${geo[@]}" --out "$work/geo-2.json"
+trace() { python3 -c "import json,sys; t=json.load(open(sys.argv[1]))['trace']; print(t['estimate'], t['std_error'], t['probes'])" "$1"; }
+[ "$(trace "$work/geo-1.json")" = "$(trace "$work/geo-2.json")" ] \
+  || fail "geometry: 2 processes give trace $(trace "$work/geo-2.json"), one process $(trace "$work/geo-1.json")"
+echo "ok: Hutchinson on 2 processes: trace, standard error, probes = $(trace "$work/geo-2.json"), as one process"
+
 # 2. Data-parallel: each rank half of every batch of 32.
 for method in sgd sam; do
   run "$method-1" train "${args[@]}" --method "$method" --out "$work/$method-1"
@@ -44,7 +54,7 @@ for method in sgd sam; do
   echo "ok: data-parallel $method, 2 × 16: test loss $b, 1 × 32: $a"
 done
 
-# 3. Kill rank 1 mid-run; the launcher must stop within the bound and name it; resume finishes the run.
+# 4. Kill rank 1 mid-run; the launcher must stop within the bound and name it; resume finishes the run.
 long=("${base[@]}" --epochs 6 --checkpoint-every 10 --keep-checkpoints 3 --dist-timeout 20)
 run full launch --nproc 2 -- train "${long[@]}" --method nso --parallel perturbation --out "$work/full"
 "$flatmin" launch --nproc 2 --grace 10 -- train "${long[@]}" --method nso --parallel perturbation \

@@ -15,6 +15,8 @@
 
 #include "flatmin/core/error.h"
 #include "flatmin/distributed/communicator.h"
+#include "flatmin/geometry/spectrum.h"
+#include "flatmin/models/models.h"
 #include "flatmin/optim/methods.h"
 #include "flatmin/optim/perturbed_optimizer.h"
 
@@ -225,4 +227,32 @@ TEST(World, ReadsTorchrunsVariablesAndRefusesBadOnes) {
   EXPECT_THROW(distributed::world_from_env(), flatmin::Error);  // RANK without WORLD_SIZE
   ::unsetenv("RANK");
   ::unsetenv("MASTER_PORT");
+}
+
+// Hutchinson's probes shared by two ranks: the same estimate, standard error and probe count as one process
+// (the values are gathered in probe order and the stop rule reads them one by one).
+TEST(ProbeSplit, TwoRanksGiveOneProcesssTraceEstimate) {
+  const Problem p = make_problem();
+  const data::Dataset data{p.x, p.y, 3};
+  auto options = geometry::TraceOptions().rel_tol(0.05).min_probes(3).max_probes(41).seed(9);
+  auto model_of = [](const torch::nn::Sequential& net) { return models::Model(net); };
+  const auto single = geometry::hutchinson_trace(geometry::Objective::for_model(model_of(copy_of(p.net)), data), options);
+  std::vector<geometry::TraceResult> results(2);
+  std::vector<torch::nn::Sequential> nets{copy_of(p.net), copy_of(p.net)};
+  on_ranks(2, [&](int rank, Communicator& c) {
+    geometry::ProbeSplit split;
+    split.rank = rank;
+    split.size = 2;
+    split.sum = [&c](const std::vector<at::Tensor>& t) { c.sum(t); };
+    results[rank] = geometry::hutchinson_trace(geometry::Objective::for_model(model_of(nets[rank]), data),
+                                               geometry::TraceOptions(options).split(split));
+  });
+  for (const auto& r : results) {
+    EXPECT_EQ(r.trace, single.trace);
+    EXPECT_EQ(r.std_error, single.std_error);
+    EXPECT_EQ(r.probes, single.probes);
+    EXPECT_EQ(r.converged, single.converged);
+  }
+  std::cout << "trace: 1 process " << single.trace << " ± " << single.std_error << " (" << single.probes
+            << " probes), 2 ranks " << results[0].trace << "\n";
 }

@@ -7,6 +7,7 @@
 /// reports its error, works per parameter tensor where that makes sense, and reports progress on long work.
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -32,6 +33,16 @@ enum class TraceStopRule {
   kPyHessianChange,
 };
 
+/// Several processes sharing Hutchinson's probes (distributed/ provides them): process `rank` of `size`
+/// computes the probes p ≡ rank (mod size), and `sum` adds tensors across the processes in place. The
+/// values are gathered in probe order and the stop rule is applied probe by probe, so every process
+/// returns one process's estimate (the trace, its standard error and the probe count).
+struct ProbeSplit {
+  int rank = 0;
+  int size = 1;
+  std::function<void(const std::vector<at::Tensor>&)> sum;
+};
+
 struct TraceOptions {
   /// kStandardError: target relative standard error; kPyHessianChange: relative change of the mean.
   TORCH_ARG(double, rel_tol) = 1e-2;
@@ -42,6 +53,7 @@ struct TraceOptions {
   TORCH_ARG(uint64_t, seed) = 0;
   TORCH_ARG(HvpOptions, hvp) = {};
   TORCH_ARG(ProgressPtr, progress) = nullptr;
+  TORCH_ARG(ProbeSplit, split) = {};
 };
 
 struct LayerTrace {
