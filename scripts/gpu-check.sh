@@ -3,7 +3,8 @@
 # that PyTorch's LibTorch, runs the GPU tests (tests/training/test_gpu.cpp and the device tests), a CLI
 # train + geometry on the GPU, and the GPU benchmark beside a same-run PyTorch baseline. Needs gpu-bundle/
 # (scripts/gpu-bundle.sh, made on a Debian machine). Results and logs go to $OUT (default gpu-results/).
-# About 4 minutes on one H200 with 16 cores; FLATMIN_GPU_QUICK=1 skips the benchmark.
+# Meant to take under 5 minutes on one H200 with 16 cores (not yet timed: no GPU was lent when it was
+# written); FLATMIN_GPU_QUICK=1 skips the benchmark.
 #   scripts/gpu-check.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
