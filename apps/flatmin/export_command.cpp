@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "flatmin/core/files.h"
 #include "flatmin/core/error.h"
 #include "flatmin/models/scripted.h"
 #include "flatmin/training/checkpoint.h"
@@ -41,7 +42,7 @@ int run_export(const ExportArgs& a) {
   j["normalize"] = {{"mean", values(ck.channel_mean)}, {"std", values(ck.channel_std)}};
   j["usage"] = "model = torch.jit.load(path); model.eval(); logits = model((x - mean[None, :, None, None]) / "
                "std[None, :, None, None]) with x in [0, 1]";
-  training::write_text_file(a.torchscript + ".json", j.dump(2) + "\n");
+  flatmin::write_text_file(a.torchscript + ".json", j.dump(2) + "\n");
   std::cout << "flatmin export: " << path << " (" << ck.spec.name() << ", crc32 " << ck.checksum() << ") -> "
             << a.torchscript << "\ninputs [N, " << ck.spec.in_channels() << ", " << ck.spec.image_size() << ", "
             << ck.spec.image_size() << "] in [0, 1], standardised per channel as in training (mean "

@@ -25,6 +25,7 @@
 #include "commands.h"
 #include "report_text.h"
 #include "validators.h"
+#include "flatmin/core/files.h"
 #include "flatmin/core/device.h"
 #include "flatmin/core/error.h"
 #include "flatmin/distributed/communicator.h"
@@ -432,7 +433,7 @@ int run_geometry(const GeometryArgs& a) {
   }
   if (world.distributed()) j["processes"] = world.size;
   if (world.rank != 0) return 0;
-  training::write_text_file(out_path, j.dump(2) + "\n");
+  flatmin::write_text_file(out_path, j.dump(2) + "\n");
   progress.line("wrote " + out_path + " (" + num(seconds, "%.1f") + " s)");
   return 0;
 }

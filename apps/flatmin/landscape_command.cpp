@@ -23,6 +23,7 @@
 #include "device_option.h"
 #include "report_text.h"
 #include "validators.h"
+#include "flatmin/core/files.h"
 #include "flatmin/core/device.h"
 #include "flatmin/core/error.h"
 #include "flatmin/core/runtime.h"
@@ -119,7 +120,7 @@ int run_landscape(const LandscapeArgs& a) {
     check(!old.is_discarded() && old.value("settings", json()) == settings,
           out + " holds a landscape with other settings; use another --out (or delete it)");
   }
-  training::write_text_file(settings_path.string(), json{{"command", "landscape"}, {"settings", settings}}.dump(2) + "\n");
+  flatmin::write_text_file(settings_path.string(), json{{"command", "landscape"}, {"settings", settings}}.dump(2) + "\n");
   const bool fresh = rows.empty();
   std::ofstream csv(csv_path, fresh ? std::ios::trunc : std::ios::app);
   if (fresh) csv << "model,index,x,y,loss,accuracy\n" << std::flush;

@@ -7,12 +7,12 @@
 #include <vector>
 
 #include "commands.h"
+#include "flatmin/core/files.h"
 #include "flatmin/core/error.h"
 #include "flatmin/reports/aggregate.h"
 #include "flatmin/reports/html.h"
 #include "flatmin/reports/plots.h"
 #include "flatmin/reports/tables.h"
-#include "flatmin/training/metrics_log.h"
 
 namespace flatmin::cli {
 namespace {
@@ -40,10 +40,10 @@ int run_report(const ReportArgs& a) {
   if (!a.no_plots)
     figures = reports::write_plots(report, plots.string(), reports::PlotOptions().formats(a.formats), sweep.warnings);
   const std::vector<reports::Table> tables = reports::result_tables(sweep, report);
-  training::write_text_file((out / "results.md").string(), reports::results_markdown(sweep, report, tables));
-  training::write_text_file((out / "results.csv").string(), reports::results_csv(report));
-  training::write_text_file((out / "results.json").string(), reports::results_json(sweep, report));
-  training::write_text_file((out / "index.html").string(),
+  flatmin::write_text_file((out / "results.md").string(), reports::results_markdown(sweep, report, tables));
+  flatmin::write_text_file((out / "results.csv").string(), reports::results_csv(report));
+  flatmin::write_text_file((out / "results.json").string(), reports::results_json(sweep, report));
+  flatmin::write_text_file((out / "index.html").string(),
                             reports::html_page(sweep, report, tables, figures, plots.string(), "plots"));
 
   size_t final_runs = 0, done = 0;

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "flatmin/core/files.h"
 #include "flatmin/core/error.h"
 #include "flatmin/core/runtime.h"
 #include "flatmin/noise/noise.h"
@@ -76,7 +77,7 @@ int run_sensing(const SensingArgs& a) {
                        {"log_every", a.log_every},
                        {"seed", a.seed},
                        {"loss", "1/(2n) * sum_i (<A_i, U U^T> - y_i)^2, A_i with N(0,1) entries, U in R^{d x d}"}};
-  training::write_text_file((fs::path(out) / "config.json").string(), config.dump(2) + "\n");
+  flatmin::write_text_file((fs::path(out) / "config.json").string(), config.dump(2) + "\n");
 
   training::Progress progress(training::parse_progress_mode(a.progress));
   progress.line("flatmin sensing: d = " + std::to_string(a.dimension) + ", r = " + std::to_string(a.rank) + ", n = " +
@@ -113,7 +114,7 @@ int run_sensing(const SensingArgs& a) {
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   if (result.diverged) {
     json status = {{"diverged", true}, {"diverged_at", result.diverged_at}, {"total_seconds", seconds}};
-    training::write_text_file((fs::path(out) / "diverged.json").string(), status.dump(2) + "\n");
+    flatmin::write_text_file((fs::path(out) / "diverged.json").string(), status.dump(2) + "\n");
     std::fprintf(stderr, "diverged at step %lld: the loss exceeded 1e12 or is not finite (lr %g is too large for %s)\n",
                  static_cast<long long>(result.diverged_at), a.lr, a.method.c_str());
     return kExitDiverged;
@@ -131,12 +132,12 @@ int run_sensing(const SensingArgs& a) {
                         {"total_seconds", seconds},
                         {"extra", extra},
                         {"reference_trace_over_nuclear", 2.0 * static_cast<double>(a.dimension + 1)}};
-  training::write_text_file((fs::path(out) / "summary.json").string(), summary.dump(2) + "\n");
+  flatmin::write_text_file((fs::path(out) / "summary.json").string(), summary.dump(2) + "\n");
   // The exact Hessian trace is this run's flatness measurement (no estimator, so no standard error).
   const json geometry = {{"command", "sensing"},
                          {"loss", last.train_loss},
                          {"trace", {{"estimate", last.hessian_trace}, {"std_error", 0.0}, {"exact", true}}}};
-  training::write_text_file((fs::path(out) / "geometry.json").string(), geometry.dump(2) + "\n");
+  flatmin::write_text_file((fs::path(out) / "geometry.json").string(), geometry.dump(2) + "\n");
   char line[200];
   std::snprintf(line, sizeof line,
                 "done: train loss %.4g, test loss %.4g, ‖UUᵀ − X*‖_F/‖X*‖_F %.4f, Tr∇²L %.5g = %.2f × ‖UUᵀ‖_* "

@@ -22,8 +22,10 @@
 #include "report_text.h"
 #include "subprocess.h"
 #include "validators.h"
+#include "flatmin/core/files.h"
 #include "flatmin/core/device.h"
 #include "flatmin/core/error.h"
+#include "flatmin/core/stop_points.h"
 #include "flatmin/experiments/experiment.h"
 #include "flatmin/experiments/plan.h"
 #include "flatmin/training/checkpoint.h"
@@ -32,6 +34,12 @@
 
 namespace flatmin::cli {
 namespace {
+
+// A child that checkpointed on a stop request (130), or that SIGTERM or SIGINT ended before it could (in
+// start-up, or a measurement, which keeps no checkpoint): a scheduler's preemption, not a failure.
+bool stopped_by_request(int exit_code) {
+  return exit_code == kExitInterrupted || exit_code == 128 + SIGTERM || exit_code == 128 + SIGINT;
+}
 
 namespace fs = std::filesystem;
 using experiments::PlannedRun;
@@ -192,7 +200,7 @@ class Sweep {
             root_ + ": holds a sweep of another experiment (or of this file before it changed); use another --out, "
                     "or delete the directory to start over");
     } else {
-      training::write_text_file(stored.string(), experiment_json + "\n");
+      flatmin::write_text_file(stored.string(), experiment_json + "\n");
     }
     if (a_.retry_failed) forget_failures();
     install_stop_handlers();
@@ -336,6 +344,7 @@ class Sweep {
     running_[pid] = Unit{kind, run, std::chrono::steady_clock::now()};
     RunRecord& r = records_[run.dir];
     if (std::string(kind) == "train") r.status = RunStatus::kRunning;
+    stop_point(std::string(kind) == "train" ? "sweep-train" : "sweep-measure");
   }
 
   void finish_unit(const ChildExit& exit) {
@@ -360,7 +369,7 @@ class Sweep {
         else if (summary.is_object())
           outcome += "  val " + percent(summary.value("final_val_acc", 0.0)) + "  test " +
                      percent(summary.value("final_test_acc", 0.0));
-      } else if (g_sweep_stop || exit.exit_code == kExitInterrupted) {
+      } else if (g_sweep_stop || stopped_by_request(exit.exit_code)) {
         r.status = RunStatus::kInterrupted;  // its checkpoint is where the rerun resumes
         outcome = "interrupted";
       } else {
@@ -371,7 +380,7 @@ class Sweep {
                                  {"exit_code", r.exit_code},
                                  {"error", r.error},
                                  {"log", log}};
-        training::write_text_file((dir / "status.json").string(), s.dump(2) + "\n");
+        flatmin::write_text_file((dir / "status.json").string(), s.dump(2) + "\n");
         outcome = experiments::to_string(r.status) + " (exit " + std::to_string(exit.exit_code) + "): " + r.error;
       }
       r.seconds = seconds;
@@ -389,11 +398,11 @@ class Sweep {
                      format_number(g["trace"].value("std_error", 0.0), "%.2g");
         if (g.is_object() && g.contains("eigenvalues") && !g["eigenvalues"]["values"].empty())
           outcome += "  λ1 " + format_number(g["eigenvalues"]["values"][0].get<double>(), "%.4g");
-      } else if (g_sweep_stop) {
-        outcome = "measurement interrupted";
+      } else if (g_sweep_stop || stopped_by_request(exit.exit_code)) {
+        outcome = "measurement interrupted";  // measured again by this sweep or its rerun
       } else {
         r.measure_status = "failed";
-        training::write_text_file((dir / "geometry.failed").string(), last_error_line(log) + "\n");
+        flatmin::write_text_file((dir / "geometry.failed").string(), last_error_line(log) + "\n");
         outcome = "measurement failed (exit " + std::to_string(exit.exit_code) + "): " + last_error_line(log);
       }
     }
@@ -475,10 +484,10 @@ class Sweep {
     const std::string manifest =
         experiments::manifest_json(e_, plan, command_, [&](const PlannedRun& run) { return record(run); });
     if (manifest != last_manifest_) {
-      training::write_text_file((fs::path(root_) / "manifest.json").string(), manifest);
+      flatmin::write_text_file((fs::path(root_) / "manifest.json").string(), manifest);
       last_manifest_ = manifest;
     }
-    if (e_.select) training::write_text_file((fs::path(root_) / "selection.json").string(),
+    if (e_.select) flatmin::write_text_file((fs::path(root_) / "selection.json").string(),
                                              experiments::selection_json(e_, plan));
   }
 

@@ -23,6 +23,7 @@
 #include "device_option.h"
 #include "report_text.h"
 #include "validators.h"
+#include "flatmin/core/files.h"
 #include "flatmin/core/device.h"
 #include "flatmin/core/error.h"
 #include "flatmin/core/runtime.h"
@@ -107,7 +108,7 @@ struct TrainArgs {
   std::string progress = "auto";
   int64_t train_eval_size = 10000;
   int64_t eval_batch_size = training::kDefaultEvalBatchSize;
-  int64_t eval_every = 1;
+  int64_t eval_every = 0;
   bool no_save_model = false;
   // keeping and resuming
   int64_t checkpoint_every = 0;
@@ -207,11 +208,14 @@ std::string epoch_line(const training::EpochMetrics& m, int64_t epochs) {
   for (const auto& [name, value] : m.measures)
     if ((name == "geo_hessian_trace" || name == "geo_lambda1" || name == "geo_normalized_trace") && std::isfinite(value))
       scalars += "  " + name.substr(4) + " " + num(value, "%.4g");
-  return "epoch " + std::to_string(m.epoch) + "/" + std::to_string(epochs) + "  obj " + num(m.objective) + "  train " +
-         num(m.train.loss) + "/" + percent(m.train.accuracy) + "  val " + num(m.val.loss) + "/" +
-         percent(m.val.accuracy) + "  test " + num(m.test.loss) + "/" + percent(m.test.accuracy) + "  gap " +
-         num(m.test.loss - m.train.loss) + "  lr " + num(m.lr, "%.4g") + scalars + "  " + num(m.ms_per_step, "%.3f") +
-         " ms/step";
+  // An epoch that does not score the training subset and the test set (--eval-every) shows only validation.
+  auto scored = [](const char* name, const training::EvalResult& r) {
+    return r.count == 0 ? std::string() : std::string("  ") + name + " " + num(r.loss) + "/" + percent(r.accuracy);
+  };
+  const std::string gap = m.test.count && m.train.count ? "  gap " + num(m.test.loss - m.train.loss) : "";
+  return "epoch " + std::to_string(m.epoch) + "/" + std::to_string(epochs) + "  obj " + num(m.objective) +
+         scored("train", m.train) + scored("val", m.val) + scored("test", m.test) + gap + "  lr " + num(m.lr, "%.4g") +
+         scalars + "  " + num(m.ms_per_step, "%.3f") + " ms/step";
 }
 
 training::Record epoch_record(const training::EpochMetrics& m) {
@@ -351,7 +355,7 @@ int run_train(TrainArgs a) {  // by value: --resume replaces some fields
     j["geometry"] = {{"every", a.geometry_every}, {"measures", a.geometry_measures}, {"examples", a.geometry_examples}};
     if (a.geometry_splits != std::vector<std::string>{"train"}) j["geometry"]["splits"] = a.geometry_splits;
     if (a.geometry_measures.find("ratio") != std::string::npos) j["geometry"]["rho"] = a.geometry_rho;
-    if (writer && !run.resumed_from) training::write_text_file(out_dir + "/config.json", j.dump(2) + "\n");
+    if (writer && !run.resumed_from) flatmin::write_text_file(out_dir + "/config.json", j.dump(2) + "\n");
     progress.line("flatmin train: " + run.optimizer->method().describe() + " | " + a.model + ", " +
                   std::to_string(run.parameter_count) + " parameters | " + std::to_string(run.optimizer->evaluations()) +
                   " gradient evaluations/step | train " + std::to_string(run.splits.train.size()) + ", val " +
@@ -479,7 +483,7 @@ int run_train(TrainArgs a) {  // by value: --resume replaces some fields
     summary["collective_seconds"] = communicator->collective_seconds();
   }
   if (!writer) return 0;
-  training::write_text_file(out_dir + "/summary.json", summary.dump(2) + "\n");
+  flatmin::write_text_file(out_dir + "/summary.json", summary.dump(2) + "\n");
   if (!a.no_save_model)
     training::save_checkpoint(out_dir + "/model.ckpt", run.spec, run.model, config.to_json(), run.splits.channel_mean,
                               run.splits.channel_std, a.epochs);
@@ -726,7 +730,7 @@ Action add_train_command(CLI::App& app) {
   cmd->add_option("--progress", args->progress, "auto (bar on a terminal) | bar | lines | quiet")
       ->check(CLI::IsMember({"auto", "bar", "lines", "quiet"}))
       ->group(run_group);
-  cmd->add_option("--train-eval-size", args->train_eval_size, "Training examples scored per epoch (0 = all)")
+  cmd->add_option("--train-eval-size", args->train_eval_size, "Training examples scored with the test set (0 = all)")
       ->check(integer_in(0))
       ->group(run_group);
   cmd->add_option("--eval-batch-size", args->eval_batch_size,
@@ -734,8 +738,9 @@ Action add_train_command(CLI::App& app) {
       ->check(integer_in(1, 1 << 20))
       ->group(run_group);
   cmd->add_option("--eval-every", args->eval_every,
-                  "Score train/val/test every N epochs and after the last (other rows: NaN)")
-      ->check(integer_in(1, 1000000))
+                  "Validation is scored every epoch, the test set and the training subset after the last; with "
+                  "N > 0 also every N epochs (test curves; other rows: NaN)")
+      ->check(integer_in(0, 1000000))
       ->group(run_group);
   cmd->add_flag("--no-save-model", args->no_save_model, "Do not write model.ckpt")->group(run_group);
 

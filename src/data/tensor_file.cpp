@@ -17,8 +17,6 @@ namespace {
 
 constexpr const char* kHowTo = "write it with torch.save({\"x\": x, \"y\": y}, path)";
 
-std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
-
 /// The bytes as the zip reader sees them, never past their end. (torch::pickle_load's own reader copies
 /// whatever a damaged zip directory asks for: a heap overflow, found by fuzzing.)
 class BoundedReader final : public caffe2::serialize::ReadAdapterInterface {

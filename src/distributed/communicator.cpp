@@ -13,8 +13,6 @@
 namespace flatmin::distributed {
 namespace {
 
-std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
-
 // A variable of the environment as an integer in [lo, hi]; `fallback` when unset.
 int env_int(const char* name, int fallback, int lo, int hi) {
   const char* value = std::getenv(name);

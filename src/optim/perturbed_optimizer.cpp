@@ -124,6 +124,12 @@ void PerturbedOptimizer::begin_step() {
   buffer_passes_counted_ = 0;
 }
 
+void Parallelism::mean(const std::vector<at::Tensor>& tensors) const {
+  sum(tensors);
+  for (const auto& t : tensors)
+    if (t.defined()) t.div_(static_cast<double>(size));
+}
+
 void PerturbedOptimizer::move_to(int64_t i) {
   check(in_step_, "PerturbedOptimizer: move_to() outside begin_step()/finish_step()");
   torch::NoGradGuard no_grad;
@@ -131,9 +137,7 @@ void PerturbedOptimizer::move_to(int64_t i) {
   for (size_t j = 0; j < params_.size(); ++j) combined_[j] = params_[j].grad();
   if (parallelism_.mode == Parallelism::Mode::kData && parallelism_.synced_ascent && i > 0 &&
       method_->reads_gradients(i)) {
-    parallelism_.sum(combined_);  // these are the .grad tensors: the combination itself becomes the mean
-    for (auto& c : combined_)
-      if (c.defined()) c.div_(static_cast<double>(parallelism_.size));
+    parallelism_.mean(combined_);  // these are the .grad tensors: the combination itself becomes the mean
   }
   if (method_->perturbs()) {
     StepContext ctx{params_, anchor_, combined_, options_.seed(), steps_};
@@ -225,11 +229,9 @@ void PerturbedOptimizer::combine_across_processes() {
     counted = at::full({}, static_cast<double>(buffer_passes_counted_), at::TensorOptions().dtype(at::kDouble));
     tensors.push_back(counted);
   }
-  parallelism_.sum(tensors);
-  if (data) {
-    for (auto& p : params_) p.grad().div_(static_cast<double>(parallelism_.size));
-    if (losses.defined()) losses.div_(static_cast<double>(parallelism_.size));
-  }
+  // Data-parallel: each process's gradients and losses are of its shard, so the step's are their mean.
+  if (data) parallelism_.mean(tensors);
+  else parallelism_.sum(tensors);
   if (losses.defined())
     for (size_t i = 0; i < last_losses_.size(); ++i) last_losses_[i] = losses[static_cast<int64_t>(i)];
   if (counted.defined()) {
@@ -338,8 +340,7 @@ void PerturbedOptimizer::finish_step() {
     std::vector<at::Tensor> statistics;
     for (auto& b : buffers_)
       if (b.is_floating_point()) statistics.push_back(b);
-    parallelism_.sum(statistics);
-    for (auto& b : statistics) b.div_(static_cast<double>(parallelism_.size));
+    parallelism_.mean(statistics);
   }
   in_step_ = false;
   ++steps_;

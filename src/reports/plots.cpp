@@ -18,7 +18,7 @@
 #include <utility>
 
 #include "flatmin/core/error.h"
-#include "flatmin/training/metrics_log.h"
+#include "flatmin/core/files.h"
 
 namespace flatmin::reports {
 namespace {
@@ -403,8 +403,8 @@ class PlotWriter {
 
   void emit(const std::string& task, const std::string& stem, const std::string& dat, const std::string& gp,
             const std::string& caption) {
-    training::write_text_file((fs::path(dir_) / (stem + ".dat")).string(), dat);
-    training::write_text_file((fs::path(dir_) / (stem + ".gp")).string(), gp);
+    flatmin::write_text_file((fs::path(dir_) / (stem + ".dat")).string(), dat);
+    flatmin::write_text_file((fs::path(dir_) / (stem + ".gp")).string(), gp);
     Figure figure{stem, task, caption, {}};
     for (const char* format : {"svg", "png"}) fs::remove(fs::path(dir_) / (stem + "." + format));  // no stale images
     if (options_.run_gnuplot() && !gnuplot_missing_) {

@@ -18,6 +18,7 @@
 #include <zlib.h>
 
 #include "flatmin/core/error.h"
+#include "flatmin/core/stop_points.h"
 #include "flatmin/models/scripted.h"
 
 namespace flatmin::training {
@@ -94,6 +95,7 @@ void write_atomically(const std::string& path, const std::string& bytes) {
   }
   const bool synced = ::fsync(fd) == 0;
   ::close(fd);
+  stop_point("checkpoint");  // a kill here leaves the temporary file and the previous checkpoints
   if (!synced || std::rename(tmp.c_str(), path.c_str()) != 0) {
     const std::string reason = std::strerror(errno);
     ::unlink(tmp.c_str());
@@ -126,8 +128,6 @@ std::vector<unsigned char> read_file(const std::string& path) {
   check(!in.bad(), path + ": read failed");
   return bytes;
 }
-
-std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
 
 // Every tensor is read onto `device`, whatever device wrote it (map_location): a checkpoint written on a GPU
 // opens on the CPU and the other way round.

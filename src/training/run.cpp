@@ -304,6 +304,8 @@ RunResult run_training(const RunConfig& config, const data::TrainTest& data, con
   Trainer trainer(run.model, run.optimizer, trainer_options);
   trainer.set_loss(loss);
   if (parallelism.mode == optim::Parallelism::Mode::kData) trainer.set_shard(parallelism.rank, parallelism.size);
+  if (parallelism.mode != optim::Parallelism::Mode::kNone)
+    trainer.share_evaluation(parallelism.rank, parallelism.size, parallelism.sum);
   if (parallelism.mode != optim::Parallelism::Mode::kNone) {
     // Every process stops at the same step, or the others would wait for it in the next collective.
     trainer.set_stop_request([local = control.stop_requested(), sum = parallelism.sum] {

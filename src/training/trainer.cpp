@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "flatmin/core/error.h"
+#include "flatmin/core/stop_points.h"
 
 namespace flatmin::training {
 namespace {
@@ -43,51 +44,52 @@ std::string fmt_double(const char* format, double value) {
 
 }  // namespace
 
-EvalResult evaluate(const models::Model& model, const data::Dataset& data, int64_t batch_size) {
+namespace {
+
+// The summed loss (double) and the number of correct predictions (long) of `model` on `data`, where the model
+// is: one read back per evaluation, not two per batch (a wait for the device's queue on a GPU).
+std::pair<at::Tensor, at::Tensor> evaluation_sums(const models::Model& model, const data::Dataset& data,
+                                                  int64_t batch_size) {
   check(batch_size >= 1, "evaluation batch size must be >= 1");
-  EvalResult result;
-  result.count = data.size();
-  if (result.count == 0) {
-    result.loss = result.accuracy = std::numeric_limits<double>::quiet_NaN();
-    return result;
-  }
   torch::nn::Module& module = *model.module();
   const bool was_training = module.is_training();
   module.eval();
   torch::NoGradGuard no_grad;
   const c10::Device device = module_device(module);
-  if (device.is_cpu()) {
-    double loss_sum = 0;
-    int64_t correct = 0;
-    for (int64_t start = 0; start < result.count; start += batch_size) {
-      const int64_t n = std::min(batch_size, result.count - start);
-      const at::Tensor logits = model.forward(data.inputs.narrow(0, start, n));
-      const at::Tensor targets = data.targets.narrow(0, start, n);
-      loss_sum += torch::nn::functional::cross_entropy(
-                      logits, targets, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
-                      .item<double>();
-      correct += logits.argmax(1).eq(targets).sum().item<int64_t>();
-    }
-    result.loss = loss_sum / static_cast<double>(result.count);
-    result.accuracy = static_cast<double>(correct) / static_cast<double>(result.count);
-  } else {
-    // On a GPU the sums stay there until the end: one wait per evaluation, not two per batch.
-    at::Tensor loss_sum = at::zeros({}, at::TensorOptions().dtype(at::kDouble).device(device));
-    at::Tensor correct = at::zeros({}, at::TensorOptions().dtype(at::kLong).device(device));
-    for (int64_t start = 0; start < result.count; start += batch_size) {
-      const int64_t n = std::min(batch_size, result.count - start);
-      const at::Tensor logits = model.forward(to_device(data.inputs.narrow(0, start, n), device));
-      const at::Tensor targets = to_device(data.targets.narrow(0, start, n), device);
-      loss_sum += torch::nn::functional::cross_entropy(
-                      logits, targets, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
-                      .to(at::kDouble);
-      correct += logits.argmax(1).eq(targets).sum();
-    }
-    result.loss = loss_sum.item<double>() / static_cast<double>(result.count);
-    result.accuracy = static_cast<double>(correct.item<int64_t>()) / static_cast<double>(result.count);
+  at::Tensor loss_sum = at::zeros({}, at::TensorOptions().dtype(at::kDouble).device(device));
+  at::Tensor correct = at::zeros({}, at::TensorOptions().dtype(at::kLong).device(device));
+  for (int64_t start = 0; start < data.size(); start += batch_size) {
+    const int64_t n = std::min(batch_size, data.size() - start);
+    const at::Tensor logits = model.forward(to_device(data.inputs.narrow(0, start, n), device));
+    const at::Tensor targets = to_device(data.targets.narrow(0, start, n), device);
+    loss_sum += torch::nn::functional::cross_entropy(
+                    logits, targets, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
+                    .to(at::kDouble);
+    correct += logits.argmax(1).eq(targets).sum();
   }
   module.train(was_training);
+  return {loss_sum, correct};
+}
+
+EvalResult from_sums(const at::Tensor& loss_sum, const at::Tensor& correct, int64_t count) {
+  EvalResult result;
+  result.count = count;
+  if (count == 0) {
+    result.loss = result.accuracy = std::numeric_limits<double>::quiet_NaN();
+    return result;
+  }
+  result.loss = loss_sum.item<double>() / static_cast<double>(count);
+  result.accuracy = static_cast<double>(correct.item<int64_t>()) / static_cast<double>(count);
   return result;
+}
+
+}  // namespace
+
+EvalResult evaluate(const models::Model& model, const data::Dataset& data, int64_t batch_size) {
+  check(batch_size >= 1, "evaluation batch size must be >= 1");
+  if (data.size() == 0) return from_sums({}, {}, 0);
+  const auto [loss_sum, correct] = evaluation_sums(model, data, batch_size);
+  return from_sums(loss_sum, correct, data.size());
 }
 
 Trainer::Trainer(models::Model model, std::shared_ptr<optim::PerturbedOptimizer> optimizer, TrainerOptions options)
@@ -98,11 +100,29 @@ Trainer::Trainer(models::Model model, std::shared_ptr<optim::PerturbedOptimizer>
   check(options_.batch_size() >= 1, "batch size must be >= 1, got " + std::to_string(options_.batch_size()));
   check(options_.eval_batch_size() >= 1, "evaluation batch size must be >= 1");
   check(options_.train_eval_size() >= 0, "train evaluation size must be >= 0");
-  check(options_.eval_every() >= 1, "eval_every must be >= 1");
+  check(options_.eval_every() >= 0, "eval_every must be >= 0");
   check(options_.on_divergence() == DivergencePolicy::kStop || optimizer_->options().check_finite_every() == 1,
         "skipping non-finite steps needs every step checked (a finiteness check every " +
             std::to_string(optimizer_->options().check_finite_every()) + " steps cannot skip the steps between)");
   options_.lr_schedule().validate();
+}
+
+void Trainer::share_evaluation(int rank, int count, std::function<void(const std::vector<at::Tensor>&)> sum) {
+  check(count >= 1 && rank >= 0 && rank < count && (count == 1 || sum), "Trainer: evaluation share " +
+                                                                           std::to_string(rank) + " of " +
+                                                                           std::to_string(count));
+  eval_rank_ = rank;
+  eval_count_ = count;
+  eval_sum_ = std::move(sum);
+}
+
+EvalResult Trainer::score(const data::Dataset& data) const {
+  if (eval_count_ == 1) return evaluate(model_, data, options_.eval_batch_size());
+  const int64_t n = data.size(), lo = n * eval_rank_ / eval_count_, hi = n * (eval_rank_ + 1) / eval_count_;
+  const data::Dataset share{data.inputs.narrow(0, lo, hi - lo), data.targets.narrow(0, lo, hi - lo), data.num_classes};
+  auto [loss_sum, correct] = evaluation_sums(model_, share, options_.eval_batch_size());
+  eval_sum_({loss_sum, correct});
+  return from_sums(loss_sum, correct, n);
 }
 
 void Trainer::set_shard(int rank, int count) {
@@ -119,6 +139,14 @@ std::vector<EpochMetrics> Trainer::fit(const data::Splits& splits, const EpochCa
   const int64_t steps_per_epoch = batcher.num_batches();
   check(steps_per_epoch > 0, "no full batch of " + std::to_string(options_.batch_size()) + " in a training split of " +
                                  std::to_string(splits.train.size()) + " examples (drop_last)");
+  if (shard_count_ > 1 && !options_.drop_last()) {
+    // Said before the first step, not when the epoch's last batch comes.
+    const int64_t last = splits.train.size() - (steps_per_epoch - 1) * options_.batch_size();
+    check(last >= shard_count_, "the last batch of each epoch (" + std::to_string(last) + " of " +
+                                    std::to_string(splits.train.size()) + " examples) is smaller than the " +
+                                    std::to_string(shard_count_) +
+                                    " processes: change the batch size, the number of examples or of processes");
+  }
   const data::Dataset train_eval = evaluation_subset(splits.train, options_.train_eval_size(), options_.seed());
   std::unique_ptr<data::Augmenter> augment;
   if (options_.augment().enabled()) augment = std::make_unique<data::Augmenter>(options_.augment());
@@ -128,7 +156,8 @@ std::vector<EpochMetrics> Trainer::fit(const data::Splits& splits, const EpochCa
   if (resume_) {
     state = std::move(*resume_);
     resume_.reset();
-    check(state.epoch >= 0 && state.batch >= 0 && state.batch < steps_per_epoch,
+    // batch == steps_per_epoch: stopped after the epoch's last step, before its scoring (which comes next).
+    check(state.epoch >= 0 && state.batch >= 0 && state.batch <= steps_per_epoch,
           "resume: the checkpoint's position (epoch " + std::to_string(state.epoch + 1) + ", batch " +
               std::to_string(state.batch) + ") does not fit this run's " + std::to_string(steps_per_epoch) +
               " batches per epoch");
@@ -240,6 +269,7 @@ std::vector<EpochMetrics> Trainer::fit(const data::Splits& splits, const EpochCa
         progress->update(state.batch, "loss " + fmt_double("%.4f", state.objective_sum /
                                                                        static_cast<double>(std::max<int64_t>(
                                                                            state.objective_count, 1))));
+      stop_point("step", optimizer_->steps_taken());
       const bool stop = stop_requested_ && stop_requested_();
       const bool periodic = options_.checkpoint_every_steps() > 0 &&
                             optimizer_->steps_taken() % options_.checkpoint_every_steps() == 0 &&
@@ -262,24 +292,33 @@ std::vector<EpochMetrics> Trainer::fit(const data::Splits& splits, const EpochCa
     m.epoch = epoch + 1;
     m.steps = optimizer_->steps_taken();
     m.gradient_evaluations = optimizer_->gradient_evaluations();
-    m.lr = groups.front().options().get_lr();
+    // The last step's rate, from the schedule: a run resumed after that step has not set it in this process.
+    m.lr = state.initial_lr.front() *
+           options_.lr_schedule().factor(epoch * steps_per_epoch + steps_per_epoch - 1, steps_per_epoch, epochs);
     m.method_scalars = optimizer_->method().scalars();
     m.objective = state.objective_count > 0 ? state.objective_sum / static_cast<double>(state.objective_count)
                                             : std::numeric_limits<double>::quiet_NaN();
     m.train_seconds = state.train_seconds;
     m.ms_per_step = 1000.0 * state.train_seconds / static_cast<double>(steps_per_epoch);
     m.skipped_steps = state.skipped_steps;
+    stop_point("eval", epoch + 1);
     const auto eval0 = std::chrono::steady_clock::now();
-    if ((epoch + 1) % options_.eval_every() == 0 || epoch + 1 == epochs) {
-      m.train = evaluate(model_, train_eval, options_.eval_batch_size());
-      m.val = evaluate(model_, splits.val, options_.eval_batch_size());
-      m.test = evaluate(model_, splits.test, options_.eval_batch_size());
+    // Validation every epoch (the learning curves); the test set and the clean training subset after the
+    // last epoch, and every eval_every epochs when asked (the other rows: NaN, count 0).
+    m.val = score(splits.val);
+    const bool last = epoch + 1 == epochs;
+    if (last || (options_.eval_every() > 0 && (epoch + 1) % options_.eval_every() == 0)) {
+      m.train = score(train_eval);
+      m.test = score(splits.test);
     } else {
-      m.train = m.val = m.test = evaluate(model_, data::Dataset{}, 1);  // not scored: NaN, count 0
+      m.train = m.test = evaluate(model_, data::Dataset{}, 1);
     }
     const auto eval1 = std::chrono::steady_clock::now();
     m.eval_seconds = std::chrono::duration<double>(eval1 - eval0).count();
-    if (epoch_measure_) m.measures = epoch_measure_(m);
+    if (epoch_measure_) {
+      stop_point("measure", epoch + 1);
+      m.measures = epoch_measure_(m);
+    }
     m.measure_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - eval1).count();
     state.history.push_back(m);
     if (on_epoch) on_epoch(m);

@@ -12,6 +12,9 @@ class Error : public std::runtime_error {
   explicit Error(const std::string& message) : std::runtime_error(message) {}
 };
 
+/// The first line of `text`: LibTorch's messages carry a backtrace after it, and flatmin's errors are one line.
+inline std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
+
 /// Throws flatmin::Error(message) unless `condition` holds.
 inline void check(bool condition, const std::string& message) {
   if (!condition) throw Error(message);

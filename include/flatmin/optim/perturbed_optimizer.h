@@ -71,6 +71,8 @@ struct Parallelism {
   int size = 1;
   /// In place: each tensor ← its sum over the processes (an allreduce).
   std::function<void(const std::vector<at::Tensor>&)> sum;
+  /// In place: each defined tensor ← its mean over the processes (the sum, divided by their number).
+  void mean(const std::vector<at::Tensor>& tensors) const;
   /// kData, SAM family: the ascent direction from the gradient averaged over processes (synced, the
   /// default: what one process with the whole batch computes) or from each process's own (per-replica:
   /// SAM's m-sharpness with m = the shard).

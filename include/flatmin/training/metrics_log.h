@@ -43,7 +43,4 @@ class MetricsLog {
   std::vector<std::string> columns_;
 };
 
-/// Writes `text` to `path` atomically (temporary file, then rename). Throws flatmin::Error on failure.
-void write_text_file(const std::string& path, const std::string& text);
-
 }  // namespace flatmin::training

@@ -47,10 +47,11 @@ struct TrainerOptions {
   /// Examples per evaluation pass. Large batches are slower on the CPU, not faster: activations above
   /// glibc's 32 MiB mmap ceiling are mapped and unmapped per batch (docs/PERFORMANCE.md).
   TORCH_ARG(int64_t, eval_batch_size) = kDefaultEvalBatchSize;
-  /// Score train/val/test after every N-th epoch and after the last (the other epochs' rows hold NaN):
-  /// on small fine-tuning sets scoring thousands of examples every epoch costs more than training.
-  TORCH_ARG(int64_t, eval_every) = 1;
-  /// Training examples scored (clean, eval mode) after each epoch; 0 = the whole training split.
+  /// Validation is scored after every epoch; the test set and the clean training subset after the last
+  /// epoch and, when N > 0, after every N-th (the other epochs' rows hold NaN there): scoring 10,000 test
+  /// examples every epoch of a small run costs more than training it.
+  TORCH_ARG(int64_t, eval_every) = 0;
+  /// Training examples scored (clean, eval mode) with the test set; 0 = the whole training split.
   TORCH_ARG(int64_t, train_eval_size) = 10000;
   TORCH_ARG(bool, drop_last) = false;
   /// Random crop + flip of every training batch (when enabled), before the step: all evaluation points
@@ -154,6 +155,10 @@ class Trainer {
   /// (cut after augmentation, so every process draws what one process would), its loss scaled by
   /// shard·count/n so that the processes' mean loss is the whole batch's.
   void set_shard(int rank, int count);
+  /// Several processes: this one scores rows [rank·n/count, (rank+1)·n/count) of every evaluated split and
+  /// `sum` (in place, across the processes) adds up their loss sums and correct counts, so that each gets
+  /// the whole split's scores for a count-th of the work.
+  void share_evaluation(int rank, int count, std::function<void(const std::vector<at::Tensor>&)> sum);
   /// Continue from `state` (the model and optimizer must already hold the checkpoint's weights and state).
   void resume_from(TrainerState state) { resume_ = std::move(state); }
 
@@ -174,6 +179,11 @@ class Trainer {
   std::optional<TrainerState> resume_;
   int shard_rank_ = 0;
   int shard_count_ = 1;
+  int eval_rank_ = 0;
+  int eval_count_ = 1;
+  std::function<void(const std::vector<at::Tensor>&)> eval_sum_;
+
+  EvalResult score(const data::Dataset& data) const;
 };
 
 }  // namespace flatmin::training
