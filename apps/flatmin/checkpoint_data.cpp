@@ -27,14 +27,17 @@ data::Dataset normalized(data::Dataset d, const at::Tensor& mean, const at::Tens
 }  // namespace
 
 void record_data_source(nlohmann::ordered_json& config, const data::DataSource& source) {
-  config["data_dir"] = source.dir().empty() ? data::default_fashion_mnist_dir() : source.dir();
+  config["data_dir"] = data::resolved_dir(source);
   config["dataset"] = {{"kind", source.kind()}, {"labels", source.labels()}, {"image_size", source.image_size()}};
 }
 
 std::optional<data::DataSource> recorded_data_source(const std::string& config_path) {
   std::ifstream in(config_path);
   if (!in) return std::nullopt;
-  const json j = json::parse(in, nullptr, /*allow_exceptions=*/false);
+  return recorded_data_source(json::parse(in, nullptr, /*allow_exceptions=*/false));
+}
+
+std::optional<data::DataSource> recorded_data_source(const json& j) {
   if (!j.is_object() || !j.contains("data_dir") || !j["data_dir"].is_string()) return std::nullopt;
   data::DataSource source;
   source.dir(j["data_dir"].get<std::string>());
@@ -65,7 +68,7 @@ data::DataSource run_data_source(const std::string& checkpoint_path, const std::
 }
 
 std::string describe(const data::DataSource& source) {
-  return source.kind() + " in " + (source.dir().empty() ? data::default_fashion_mnist_dir() : source.dir());
+  return source.kind() + " in " + data::resolved_dir(source);
 }
 
 Data rebuild_data(const training::CheckpointContents& ck, const data::DataSource& source, const std::string& name) {

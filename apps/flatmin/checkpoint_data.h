@@ -28,6 +28,8 @@ void record_data_source(nlohmann::ordered_json& config, const data::DataSource& 
 /// The source a run's config.json recorded (older runs: Fashion-MNIST in their data_dir); nullopt when the file
 /// is missing or names none.
 std::optional<data::DataSource> recorded_data_source(const std::string& config_path);
+/// The same, from config.json already parsed (a non-object: nullopt).
+std::optional<data::DataSource> recorded_data_source(const nlohmann::json& config);
 
 /// The data source of a checkpoint: the one its run recorded in config.json (beside the checkpoint, or one
 /// folder up for checkpoints/step-*.ckpt), its directory replaced by `given_dir` (--data-dir) when not empty.

@@ -158,7 +158,7 @@ int run_geometry(const GeometryArgs& a) {
                 {"parameters", models::count_parameters(*ck.model.module())},
                 {"measured_parameters", objective.dim()},
                 {"epoch", ck.epoch}};
-  j["data"] = {{"dir", source.dir().empty() ? data::default_fashion_mnist_dir() : source.dir()},
+  j["data"] = {{"dir", data::resolved_dir(source)},
                {"dataset", source.kind()},
                {"source", d.source},
                {"split", a.split},

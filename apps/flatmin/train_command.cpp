@@ -263,29 +263,26 @@ int run_train(TrainArgs a) {  // by value: --resume replaces some fields
     a.out = a.resume;
     a.model = config.model().name();
     a.epochs = config.trainer().epochs();
-    const std::string config_path = a.out + "/config.json";
-    if (const auto source = recorded_data_source(config_path)) {
+    std::ifstream in(a.out + "/config.json");
+    const auto j = in ? nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false) : nlohmann::json();
+    if (const auto source = recorded_data_source(j)) {
       a.dataset = source->kind();
       a.cifar100_labels = source->labels();
       a.image_size = source->image_size();
       if (a.data_dir.empty()) a.data_dir = source->dir();  // --data-dir may point at where the data moved
     }
-    if (std::filesystem::exists(config_path)) {
-      std::ifstream in(config_path);
-      const auto j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
-      if (j.is_object() && j.contains("processes") && j["processes"].is_object()) {
-        // A resumed run splits its steps as before, unless told otherwise.
-        if (!a.parallel_given) a.parallel = j["processes"].value("parallel", a.parallel);
-        if (!a.sam_ascent_given) a.sam_ascent = j["processes"].value("sam_ascent", a.sam_ascent);
-      }
-      if (j.is_object() && j.contains("geometry") && j["geometry"].is_object()) {
-        // The resumed rows must have the columns of the rows before the interruption.
-        a.geometry_every = j["geometry"].value("every", int64_t{0});
-        a.geometry_measures = j["geometry"].value("measures", a.geometry_measures);
-        a.geometry_examples = j["geometry"].value("examples", a.geometry_examples);
-        a.geometry_splits = j["geometry"].value("splits", a.geometry_splits);
-        a.geometry_rho = j["geometry"].value("rho", a.geometry_rho);
-      }
+    if (j.is_object() && j.contains("processes") && j["processes"].is_object()) {
+      // A resumed run splits its steps as before, unless told otherwise.
+      if (!a.parallel_given) a.parallel = j["processes"].value("parallel", a.parallel);
+      if (!a.sam_ascent_given) a.sam_ascent = j["processes"].value("sam_ascent", a.sam_ascent);
+    }
+    if (j.is_object() && j.contains("geometry") && j["geometry"].is_object()) {
+      // The resumed rows must have the columns of the rows before the interruption.
+      a.geometry_every = j["geometry"].value("every", int64_t{0});
+      a.geometry_measures = j["geometry"].value("measures", a.geometry_measures);
+      a.geometry_examples = j["geometry"].value("examples", a.geometry_examples);
+      a.geometry_splits = j["geometry"].value("splits", a.geometry_splits);
+      a.geometry_rho = j["geometry"].value("rho", a.geometry_rho);
     }
   } else {
     // Parses names (fails before any work); a fine-tuning run takes its architecture, normalisation and

@@ -84,11 +84,15 @@ const std::vector<std::string>& dataset_kinds() {
   return kinds;
 }
 
+std::string resolved_dir(const DataSource& source) {
+  return source.dir().empty() ? default_fashion_mnist_dir() : source.dir();
+}
+
 TrainTest load_dataset(const DataSource& source) {
   const std::string& kind = source.kind();
   check(std::find(dataset_kinds().begin(), dataset_kinds().end(), kind) != dataset_kinds().end(),
         "unknown dataset '" + kind + "' (valid: " + kinds_text() + ")");
-  if (kind == "fashion-mnist") return load_fashion_mnist(source.dir().empty() ? default_fashion_mnist_dir() : source.dir());
+  if (kind == "fashion-mnist") return load_fashion_mnist(resolved_dir(source));
   check(!source.dir().empty(), "--dataset " + kind + " needs --data-dir");
   if (kind == "idx") return load_idx_directory(source.dir(), 0);
   if (kind == "cifar10") return load_cifar10(source.dir());

@@ -40,6 +40,9 @@ struct DataSource {
   TORCH_ARG(std::string, cache_dir) = "";
 };
 
+/// The directory the source reads: its dir, or the default Fashion-MNIST directory when that is "".
+std::string resolved_dir(const DataSource& source);
+
 /// The kinds above, for option checks and messages.
 const std::vector<std::string>& dataset_kinds();
 
