@@ -160,7 +160,7 @@ std::vector<CurvePoint> mean_curve(const std::vector<const RunRecord*>& runs) {
     for (const EpochPoint& p : r->curve) by_epoch[p.epoch].push_back(&p);
   std::vector<CurvePoint> curve;
   for (const auto& [epoch, points] : by_epoch) {
-    std::vector<double> acc, loss, trace, lambda1, gap, train;
+    std::vector<double> acc, loss, trace, lambda1, gap, train, val_acc, val_loss, objective;
     std::map<std::string, std::vector<double>> extra;
     for (const EpochPoint* p : points) {
       acc.push_back(p->test_acc);
@@ -169,9 +169,13 @@ std::vector<CurvePoint> mean_curve(const std::vector<const RunRecord*>& runs) {
       lambda1.push_back(p->lambda1);
       gap.push_back(p->test_loss - p->train_loss);
       train.push_back(p->train_loss);
+      val_acc.push_back(p->val_acc);
+      val_loss.push_back(p->val_loss);
+      objective.push_back(p->objective);
       for (const auto& [name, value] : p->extra) extra[name].push_back(value);
     }
-    CurvePoint c{epoch, mean_std(acc), mean_std(loss), mean_std(trace), mean_std(lambda1), mean_std(gap), mean_std(train), {}};
+    CurvePoint c{epoch, mean_std(acc), mean_std(loss), mean_std(trace), mean_std(lambda1), mean_std(gap), mean_std(train),
+                 mean_std(val_acc), mean_std(val_loss), mean_std(objective), {}};
     for (const auto& [name, values] : extra) c.extra[name] = mean_std(values);
     curve.push_back(std::move(c));
   }
@@ -281,7 +285,8 @@ std::vector<EpochPoint> read_metrics_csv(const std::string& path, const std::vec
     return it == header.end() ? -1 : static_cast<int>(it - header.begin());
   };
   const int epoch = column("epoch"), acc = column("test_acc"), loss = column("test_loss"), train_loss = column("train_loss"),
-            trace = column("geo_hessian_trace"), lambda1 = column("geo_lambda1");
+            trace = column("geo_hessian_trace"), lambda1 = column("geo_lambda1"), val_acc = column("val_acc"),
+            val_loss = column("val_loss"), objective = column("objective");
   check(epoch >= 0, path + ": no 'epoch' column in the header");
   std::vector<EpochPoint> points;
   for (int line_number = 2; std::getline(in, line); ++line_number) {
@@ -305,6 +310,9 @@ std::vector<EpochPoint> read_metrics_csv(const std::string& path, const std::vec
     p.test_acc = number(acc);
     p.test_loss = number(loss);
     p.train_loss = number(train_loss);
+    p.val_acc = number(val_acc);
+    p.val_loss = number(val_loss);
+    p.objective = number(objective);
     p.trace = number(trace);
     p.lambda1 = number(lambda1);
     for (const std::string& name : extra)

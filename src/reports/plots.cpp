@@ -187,6 +187,14 @@ class PlotWriter {
       std::vector<Series> series;
       for (const GroupSummary* g : report_.groups_of(task)) series.push_back({label_of(*g), colours_[label_of(*g)], g});
       const std::string stem = unique_stem(file_stem(task));
+      // Validation and the training objective come every epoch; the test set and the clean training loss
+      // where the runs scored them (the last epoch, and every --eval-every epochs): curves need two epochs.
+      curves(task, series, stem + "-val-acc", "validation accuracy", "%", 100,
+             [](const CurvePoint& p) { return p.val_acc; });
+      curves(task, series, stem + "-val-loss", "validation loss", "", 1,
+             [](const CurvePoint& p) { return p.val_loss; });
+      curves(task, series, stem + "-objective", "training objective (mean loss at the method's points)", "", 1,
+             [](const CurvePoint& p) { return p.objective; });
       curves(task, series, stem + "-test-acc", "test accuracy", "%", 100,
              [](const CurvePoint& p) { return p.test_acc; });
       curves(task, series, stem + "-test-loss", "test loss", "", 1,
@@ -249,6 +257,12 @@ class PlotWriter {
         << comment("one block per method (gnuplot: index i); columns: epoch mean std n");
     int block = 0;
     int64_t last_epoch = 0;
+    size_t most_epochs = 0;  // a "curve" of one epoch (the test set scored once) is no curve: no figure
+    for (const Series& s : series)
+      most_epochs = std::max<size_t>(
+          most_epochs, std::count_if(s.group->curve.begin(), s.group->curve.end(),
+                                     [&](const CurvePoint& p) { return std::isfinite(get(p).mean); }));
+    if (most_epochs < 2) return;
     std::vector<double> means;
     for (const Series& s : series)
       for (const CurvePoint& p : s.group->curve) means.push_back(get(p).mean * scale);

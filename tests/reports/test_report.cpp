@@ -608,7 +608,9 @@ TEST_F(ReportFakeSweep, PlotFilesWithoutGnuplot) {
   std::vector<std::string> warnings;
   const std::vector<Figure> figures =
       write_plots(report, (out / "plots").string(), PlotOptions().gnuplot("/nonexistent/gnuplot"), warnings);
-  ASSERT_EQ(figures.size(), 18u);  // 9 per task: acc, loss, train loss, loss gap, final acc, trace, λ1, trace and λ1 per epoch
+  // 12 per task: validation acc and loss, objective, test acc and loss, train loss, loss gap, final acc, trace,
+  // λ1, trace and λ1 per epoch
+  ASSERT_EQ(figures.size(), 24u);
   ASSERT_EQ(warnings.size(), 1u);  // once, not per figure
   EXPECT_NE(warnings[0].find("/nonexistent/gnuplot: not found"), std::string::npos) << warnings[0];
   for (const Figure& f : figures) {
@@ -616,7 +618,8 @@ TEST_F(ReportFakeSweep, PlotFilesWithoutGnuplot) {
     EXPECT_TRUE(fs::exists(out / ("plots/" + f.name + ".dat"))) << f.name;
     EXPECT_TRUE(f.images.empty());
   }
-  EXPECT_EQ(figures[0].name, "fm5-50-test-acc");
+  EXPECT_EQ(figures[0].name, "fm5-50-val-acc");
+  EXPECT_EQ(figures[3].name, "fm5-50-test-acc");
   const std::string gp = read(out / "plots/fm5-50-test-acc.gp");
   EXPECT_NE(gp.find("plot 'fm5-50-test-acc.dat' index 0"), std::string::npos) << gp;
   EXPECT_NE(gp.find("set output 'fm5-50-test-acc.svg'"), std::string::npos);
@@ -642,7 +645,7 @@ TEST_F(ReportFakeSweep, GnuplotFailuresAreWarningsNamingTheScript) {
   const std::vector<Figure> figures =
       write_plots(report, (out / "plots").string(), PlotOptions().gnuplot("false"), warnings);
   ASSERT_EQ(warnings.size(), figures.size());
-  EXPECT_EQ(warnings[0], (out / "plots/fm5-50-test-acc.gp").string() + ": gnuplot failed: exit status 1");
+  EXPECT_EQ(warnings[0], (out / "plots/fm5-50-val-acc.gp").string() + ": gnuplot failed: exit status 1");
 }
 
 TEST(ReportPlots, FileStems) {

@@ -39,6 +39,9 @@ struct EpochPoint {
   double test_acc = std::numeric_limits<double>::quiet_NaN();
   double test_loss = std::numeric_limits<double>::quiet_NaN();
   double train_loss = std::numeric_limits<double>::quiet_NaN();  ///< on the scored training examples
+  double val_acc = std::numeric_limits<double>::quiet_NaN();     ///< scored every epoch
+  double val_loss = std::numeric_limits<double>::quiet_NaN();
+  double objective = std::numeric_limits<double>::quiet_NaN();   ///< mean training loss at the method's points
   double trace = std::numeric_limits<double>::quiet_NaN();    ///< geo_hessian_trace
   double lambda1 = std::numeric_limits<double>::quiet_NaN();  ///< geo_lambda1
   std::map<std::string, double> extra;  ///< the run's extra quantities (RunRecord::extra) at this epoch
@@ -141,6 +144,7 @@ struct CurvePoint {
   MeanStd test_acc, test_loss, trace, lambda1;
   MeanStd gap_loss;  ///< test loss − train loss (the generalisation gap)
   MeanStd train_loss;
+  MeanStd val_acc, val_loss, objective;
   std::map<std::string, MeanStd> extra;
 };
 
