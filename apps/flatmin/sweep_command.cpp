@@ -292,8 +292,8 @@ class Sweep {
     std::error_code ec;
     fs::create_directories(root_, ec);
     check(!ec, root_ + ": cannot create the sweep directory: " + ec.message());
-    command_ = "flatmin sweep " + a_.experiment + (a_.quick ? " --quick" : "") + " --out " + root_ + " --unit " +
-               a_.unit;
+    // The manifest's command: how this root continues (the same for every unit, so a no-op unit changes nothing).
+    command_ = "flatmin sweep " + a_.experiment + (a_.quick ? " --quick" : "") + " --out " + root_ + " --list";
     lock_root(LOCK_SH);
     {
       const FileLock state = state_lock();
@@ -313,7 +313,7 @@ class Sweep {
       }
     }
     install_stop_handlers();
-    bool stopped = false;
+    bool stopped = false, ran = false;
     for (;;) {
       records_.clear();  // what is on disk now, other processes' work included
       const experiments::Plan plan = current_plan();
@@ -335,6 +335,7 @@ class Sweep {
           return 1;
         }
         if (run->measure && r.measure_status == "failed") return 1;
+        if (!ran) progress_.line(run->id + ": done already, nothing to do");
         return 0;
       }
       const char* what = unit->step == UnitStep::kTrain    ? "training"
@@ -342,6 +343,7 @@ class Sweep {
                                                            : "measuring";
       progress_.line("flatmin sweep: " + std::string(what) + " " + run->id + " -> " + dir_of(*run).string());
       start(*run, unit->step);
+      ran = true;
       const pid_t pid = running_.begin()->first;
       for (;;) {
         const ChildExit exit = wait_any_child();
