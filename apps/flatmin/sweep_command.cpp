@@ -307,9 +307,10 @@ class Sweep {
       // Inherited by the run's process: a rerun after a kill waits until it has checkpointed.
       run_lock = std::make_unique<FileLock>((dir_of(run) / ".lock").string(), LOCK_EX, /*inherited=*/true,
                                             "waiting for another process running " + run.id + " ...", progress_);
-      if (a_.retry_failed) {
-        fs::remove(dir_of(run) / "status.json", ec);
-        fs::remove(dir_of(run) / "geometry.failed", ec);
+      if (a_.retry_failed) {  // as a whole sweep's --retry-failed: failed runs again, not diverged ones
+        const RunRecord r = record_on_disk(dir_of(run), run.measure, needs_model());
+        if (r.status == RunStatus::kFailed) fs::remove(dir_of(run) / "status.json", ec);
+        if (r.measure_status == "failed") fs::remove(dir_of(run) / "geometry.failed", ec);
       }
     }
     install_stop_handlers();
