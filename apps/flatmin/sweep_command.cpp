@@ -149,7 +149,11 @@ class FileLock {
     check(fd_ >= 0, path + ": cannot open the lock: " + std::strerror(errno));
     if (::flock(fd_, operation | LOCK_NB) != 0) {
       progress.line(waiting_message);
-      check(::flock(fd_, operation) == 0, path + ": cannot lock: " + std::strerror(errno));
+      if (::flock(fd_, operation) != 0) {
+        const std::string reason = std::strerror(errno);
+        ::close(fd_);  // the destructor does not run for a constructor that throws
+        throw Error(path + ": cannot lock: " + reason);
+      }
     }
   }
   FileLock(const FileLock&) = delete;
