@@ -1,6 +1,7 @@
 // `flatmin sweep EXPERIMENT`: every run of an experiment file as an ordinary `flatmin train` run directory
 // under one root, --jobs processes side by side. Rerunning the command skips finished runs and resumes
 // interrupted ones (bitwise, from their checkpoints); a failed or diverged run is recorded and the others go on.
+// On a cluster, `--list` prints one `--unit` command per unit that can start now, for any scheduler to run.
 #include <sys/file.h>
 
 #include <chrono>
@@ -45,6 +46,7 @@ namespace fs = std::filesystem;
 using experiments::PlannedRun;
 using experiments::RunRecord;
 using experiments::RunStatus;
+using experiments::UnitStep;
 
 struct SweepArgs {
   std::string experiment;
@@ -54,6 +56,8 @@ struct SweepArgs {
   bool quick = false;
   bool retry_failed = false;
   bool dry_run = false;
+  bool list = false;  // print the commands of the units that can start now
+  std::string unit;   // run this one run (train or resume, then measure) and update the root's files
   std::string data_dir;
   std::string progress = "auto";
   std::string device = "cpu";
@@ -142,6 +146,42 @@ void validate_arguments(const std::string& command, const std::vector<std::strin
   }
 }
 
+// An advisory lock on `path` (flock: also across machines where the shared filesystem honours it, as Linux
+// NFS clients do by mapping it to POSIX locks). Kept across exec when `inherited`, so that a run started by
+// the holder keeps it while it lives; otherwise released with this object. Says why it waits, once.
+class FileLock {
+ public:
+  FileLock(const std::string& path, int operation, bool inherited, const std::string& waiting_message,
+           training::Progress& progress) {
+    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | (inherited ? 0 : O_CLOEXEC), 0644);
+    check(fd_ >= 0, path + ": cannot open the lock: " + std::strerror(errno));
+    if (::flock(fd_, operation | LOCK_NB) != 0) {
+      progress.line(waiting_message);
+      if (::flock(fd_, operation) != 0) {
+        const std::string reason = std::strerror(errno);
+        ::close(fd_);  // the destructor does not run for a constructor that throws
+        throw Error(path + ": cannot lock: " + reason);
+      }
+    }
+  }
+  FileLock(const FileLock&) = delete;
+  FileLock& operator=(const FileLock&) = delete;
+  ~FileLock() { ::close(fd_); }
+
+ private:
+  int fd_ = -1;
+};
+
+// A word of a shell command line, quoted only when it needs to be (the listed lines stay readable).
+std::string shell_word(const std::string& word) {
+  const bool plain = !word.empty() && word.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                                             "0123456789_-+=.,:/@%") == std::string::npos;
+  if (plain) return word;
+  std::string quoted = "'";
+  for (char c : word) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return quoted + "'";
+}
+
 class Sweep {
  public:
   Sweep(SweepArgs args, experiments::Experiment experiment)
@@ -190,18 +230,8 @@ class Sweep {
     std::error_code ec;
     fs::create_directories(root_, ec);
     check(!ec, root_ + ": cannot create the sweep directory: " + ec.message());
-    lock_root();
-    const std::string experiment_json = e_.to_json();
-    const fs::path stored = fs::path(root_) / "experiment.json";
-    if (fs::exists(stored, ec)) {
-      std::ifstream in(stored);
-      const std::string previous((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-      check(previous == experiment_json + "\n",
-            root_ + ": holds a sweep of another experiment (or of this file before it changed); use another --out, "
-                    "or delete the directory to start over");
-    } else {
-      flatmin::write_text_file(stored.string(), experiment_json + "\n");
-    }
+    lock_root(LOCK_EX);
+    check_stored_experiment(/*write=*/true);
     if (a_.retry_failed) forget_failures();
     install_stop_handlers();
     progress_.line("flatmin sweep: " + e_.name + " -> " + root_ + " | " + std::to_string(a_.jobs) + " job(s) x " +
@@ -227,6 +257,124 @@ class Sweep {
     }
   }
 
+  // `--list`: one self-contained command per unit that can start now, read from the root's files alone (it
+  // writes nothing). Each line is `flatmin sweep --unit`, with absolute paths, so it runs from anywhere.
+  int list() {
+    check_stored_experiment(/*write=*/false);
+    const experiments::Plan plan = current_plan();
+    const std::vector<experiments::RunnableUnit> units = runnable(plan);
+    std::error_code ec;
+    const std::string self = fs::read_symlink("/proc/self/exe", ec).string();
+    check(!ec, "cannot find the flatmin executable (/proc/self/exe): " + ec.message());
+    std::string common = " sweep " + shell_word(absolute(a_.experiment)) + (a_.quick ? " --quick" : "") + " --out " +
+                         shell_word(absolute(root_));
+    if (a_.threads > 0) common += " --threads " + std::to_string(a_.threads);
+    if (!a_.data_dir.empty()) common += " --data-dir " + shell_word(absolute(a_.data_dir));
+    if (a_.device != "cpu") common += " --device " + shell_word(a_.device);
+    for (const auto& unit : units)
+      std::cout << shell_word(self) << common << " --unit " << shell_word(plan.runs[unit.run].id) << "\n";
+    std::cout.flush();
+    // On stderr: what the list leaves out (a pipe into a scheduler reads only the commands).
+    const int64_t done = count(plan, RunStatus::kDone);
+    std::string line = "flatmin sweep --list: " + std::to_string(units.size()) + " unit(s) can start now; " +
+                       std::to_string(done) + " of " + std::to_string(plan.runs.size()) + " planned runs done";
+    if (!plan.complete) line += ", selections still to make (their runs are listed once the grid is done)";
+    const int64_t failed = count(plan, RunStatus::kFailed) + count(plan, RunStatus::kDiverged);
+    if (failed) line += ", " + std::to_string(failed) + " failed or diverged";
+    if (units.empty()) line += " | nothing left to start: `flatmin sweep` with the same --out reports the end";
+    progress_.line(line);
+    return 0;
+  }
+
+  // `--unit ID`: the run the sweep would run as ID (train, or resume; then measure it if the experiment does),
+  // then the root's manifest and selection rewritten from what is on disk. Idempotent: a done unit is a no-op,
+  // an interrupted one resumes. Another process on the same run (a duplicate job) is waited for, so a unit's
+  // command returns once the unit is final, whoever ran it.
+  int run_unit() {
+    const auto find_run = [&](const experiments::Plan& plan) -> const PlannedRun* {
+      for (const auto& run : plan.runs)
+        if (run.id == a_.unit) return &run;
+      return nullptr;
+    };
+    // Refused before anything is written: another experiment's root, or an id not planned (yet).
+    check_stored_experiment(/*write=*/false);
+    if (!find_run(current_plan()))
+      throw Error("flatmin sweep --unit: '" + a_.unit + "' is not a run of " + e_.file + " that can be planned now (" +
+                  root_ + "); the runs that can start: flatmin sweep " + a_.experiment + " --out " + root_ + " --list");
+    std::error_code ec;
+    fs::create_directories(root_, ec);
+    check(!ec, root_ + ": cannot create the sweep directory: " + ec.message());
+    // The manifest's command: how this root continues (the same for every unit, so a no-op unit changes nothing).
+    command_ = "flatmin sweep " + a_.experiment + (a_.quick ? " --quick" : "") + " --out " + root_ + " --list";
+    lock_root(LOCK_SH);
+    {
+      const FileLock state = state_lock();
+      check_stored_experiment(/*write=*/true);
+    }
+    std::unique_ptr<FileLock> run_lock;
+    {
+      const PlannedRun run = *find_run(current_plan());
+      fs::create_directories(dir_of(run), ec);
+      check(!ec, dir_of(run).string() + ": cannot create the run directory: " + ec.message());
+      // Inherited by the run's process: a rerun after a kill waits until it has checkpointed.
+      run_lock = std::make_unique<FileLock>((dir_of(run) / ".lock").string(), LOCK_EX, /*inherited=*/true,
+                                            "waiting for another process running " + run.id + " ...", progress_);
+      if (a_.retry_failed) {  // as a whole sweep's --retry-failed: failed runs again, not diverged ones
+        const RunRecord r = record_on_disk(dir_of(run), run.measure, needs_model());
+        if (r.status == RunStatus::kFailed) fs::remove(dir_of(run) / "status.json", ec);
+        if (r.measure_status == "failed") fs::remove(dir_of(run) / "geometry.failed", ec);
+      }
+    }
+    install_stop_handlers();
+    bool stopped = false, ran = false;
+    for (;;) {
+      records_.clear();  // what is on disk now, other processes' work included
+      const experiments::Plan plan = current_plan();
+      const PlannedRun* run = find_run(plan);
+      check(run != nullptr, a_.unit + ": no longer planned");  // a plan only grows as runs finish
+      const auto units = runnable(plan);
+      const auto unit = std::find_if(units.begin(), units.end(),
+                                     [&](const experiments::RunnableUnit& u) { return &plan.runs[u.run] == run; });
+      if (unit == units.end() || stopped) {
+        const RunRecord r = record(*run);
+        if (!stopped && !is_final(r.status))
+          throw Error("flatmin sweep --unit: " + run->id + " starts from " + run->init_dir +
+                      ", which is not done yet; run the units --list prints, stage by stage");
+        write_state_shared();
+        if (stopped) return kExitInterrupted;
+        if (r.status != RunStatus::kDone) {
+          progress_.line(run->id + ": " + experiments::to_string(r.status) + (r.error.empty() ? "" : ": " + r.error) +
+                         " (flatmin sweep --retry-failed runs a failed run again)");
+          return 1;
+        }
+        if (run->measure && r.measure_status == "failed") return 1;
+        if (!ran) progress_.line(run->id + ": done already, nothing to do");
+        return 0;
+      }
+      const char* what = unit->step == UnitStep::kTrain    ? "training"
+                         : unit->step == UnitStep::kResume ? "resuming"
+                                                           : "measuring";
+      progress_.line("flatmin sweep: " + std::string(what) + " " + run->id + " -> " + dir_of(*run).string());
+      start(*run, unit->step);
+      ran = true;
+      const pid_t pid = running_.begin()->first;
+      for (;;) {
+        const ChildExit exit = wait_any_child();
+        if (exit.pid == pid) {
+          finish_unit(exit);
+          // Stopped from outside (a scheduler's SIGTERM to the run alone): leave it resumable, do not loop.
+          if (stopped_by_request(exit.exit_code)) stopped = true;
+          break;
+        }
+        if (g_sweep_stop && !stopped) {
+          stopped = true;
+          ::kill(-pid, SIGTERM);  // once: it checkpoints and exits
+        }
+      }
+      stopped = stopped || g_sweep_stop;
+    }
+  }
+
  private:
   struct Unit {
     const char* kind;  // "train" | "measure"
@@ -237,14 +385,30 @@ class Sweep {
   fs::path dir_of(const PlannedRun& run) const { return fs::path(root_) / run.dir; }
 
   // Held (and inherited by the runs) while any process of this sweep lives: a rerun after a kill waits
-  // until the killed sweep's runs have written their checkpoints and exited.
-  void lock_root() {
-    const std::string path = (fs::path(root_) / ".lock").string();
-    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT, 0644);  // no O_CLOEXEC: the runs hold it too
-    check(fd >= 0, path + ": cannot open the sweep's lock: " + std::strerror(errno));
-    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
-      progress_.line("waiting for another sweep of " + root_ + " (or its runs) to stop ...");
-      check(::flock(fd, LOCK_EX) == 0, path + ": cannot lock: " + std::strerror(errno));
+  // until the killed sweep's runs have written their checkpoints and exited. A whole sweep holds it
+  // exclusively (it alone decides what runs); `--unit` processes share it, so they run side by side but never
+  // beside a whole sweep of the same root. Kept for the life of the process.
+  void lock_root(int operation) {
+    root_lock_ = std::make_unique<FileLock>((fs::path(root_) / ".lock").string(), operation, /*inherited=*/true,
+                                      operation == LOCK_EX ? "waiting for another sweep of " + root_ +
+                                                                 " (or its runs or units) to stop ..."
+                                                           : "waiting for the sweep of " + root_ + " to stop ...",
+                                      progress_);
+  }
+
+  // The experiment a root was started with is the only one it runs: a changed file is refused.
+  void check_stored_experiment(bool write) const {
+    const std::string experiment_json = e_.to_json();
+    const fs::path stored = fs::path(root_) / "experiment.json";
+    std::error_code ec;
+    if (fs::exists(stored, ec)) {
+      std::ifstream in(stored);
+      const std::string previous((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      check(previous == experiment_json + "\n",
+            root_ + ": holds a sweep of another experiment (or of this file before it changed); use another --out, "
+                    "or delete the directory to start over");
+    } else if (write) {
+      flatmin::write_text_file(stored.string(), experiment_json + "\n");
     }
   }
 
@@ -302,36 +466,43 @@ class Sweep {
     return false;
   }
 
+  std::vector<experiments::RunnableUnit> runnable(const experiments::Plan& plan) {
+    return experiments::runnable_units(plan, [&](const PlannedRun& run) { return record(run); });
+  }
+
   void start_units(const experiments::Plan& plan) {
-    for (const auto& run : plan.runs) {
+    for (const auto& unit : runnable(plan)) {
       if (static_cast<int>(running_.size()) >= a_.jobs) return;
-      if (is_running(run)) continue;
-      const RunRecord r = record(run);
-      const fs::path dir = dir_of(run);
-      std::error_code ec;
-      if (r.status == RunStatus::kPending || r.status == RunStatus::kInterrupted) {
-        if (!run.init_dir.empty() && record_by_dir(run.init_dir).status != RunStatus::kDone) continue;
-        fs::create_directories(dir, ec);
-        check(!ec, dir.string() + ": cannot create the run directory: " + ec.message());
-        std::vector<std::string> args{e_.command};
-        if (r.status == RunStatus::kInterrupted) {
-          for (const std::string& arg : {"--resume=" + dir.string(),
-                                         "--threads=" + std::to_string(run_threads(dir, threads_))})
-            args.push_back(arg);
-        } else {
-          for (const auto& arg : run.train_arguments(root_)) args.push_back(arg);
-          args.push_back("--threads=" + std::to_string(threads_));
-        }
-        args.push_back("--progress=lines");
-        if (e_.command == "train") args.push_back("--device=" + a_.device);
-        if (!a_.data_dir.empty() && e_.command == "train") args.push_back("--data-dir=" + a_.data_dir);
-        launch("train", run, args, (dir / "train.log").string());
-      } else if (r.status == RunStatus::kDone && run.measure && r.measure_status.empty()) {
-        std::vector<std::string> args{"geometry"};
-        for (const auto& arg : measure_arguments(dir.string())) args.push_back(arg);
-        launch("measure", run, args, (dir / "geometry.log").string());
-      }
+      const PlannedRun& run = plan.runs[unit.run];
+      if (!is_running(run)) start(run, unit.step);
     }
+  }
+
+  // Starts one unit as a child process (train afresh, resume with the threads it started with, or measure).
+  void start(const PlannedRun& run, UnitStep step) {
+    const fs::path dir = dir_of(run);
+    if (step == UnitStep::kMeasure) {
+      std::vector<std::string> args{"geometry"};
+      for (const auto& arg : measure_arguments(dir.string())) args.push_back(arg);
+      launch("measure", run, args, (dir / "geometry.log").string());
+      return;
+    }
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    check(!ec, dir.string() + ": cannot create the run directory: " + ec.message());
+    std::vector<std::string> args{e_.command};
+    if (step == UnitStep::kResume) {
+      for (const std::string& arg :
+           {"--resume=" + dir.string(), "--threads=" + std::to_string(run_threads(dir, threads_))})
+        args.push_back(arg);
+    } else {
+      for (const auto& arg : run.train_arguments(root_)) args.push_back(arg);
+      args.push_back("--threads=" + std::to_string(threads_));
+    }
+    args.push_back("--progress=lines");
+    if (e_.command == "train") args.push_back("--device=" + a_.device);
+    if (!a_.data_dir.empty() && e_.command == "train") args.push_back("--data-dir=" + a_.data_dir);
+    launch("train", run, args, (dir / "train.log").string());
   }
 
   RunRecord record_by_dir(const std::string& dir) {
@@ -480,6 +651,21 @@ class Sweep {
     last_status_line_ = status;
   }
 
+  // Several `--unit` processes write the root's files: each rewrites them from the disk under this lock, so
+  // the last writer's view includes every unit that finished before it.
+  FileLock state_lock() {
+    return FileLock((fs::path(root_) / ".state.lock").string(), LOCK_EX, /*inherited=*/false,
+                    "waiting to update " + root_ + "/manifest.json ...", progress_);
+  }
+
+  void write_state_shared() {
+    const FileLock state = state_lock();
+    records_.clear();
+    write_state(current_plan());
+  }
+
+  static std::string absolute(const std::string& path) { return fs::absolute(path).lexically_normal().string(); }
+
   void write_state(const experiments::Plan& plan) {
     const std::string manifest =
         experiments::manifest_json(e_, plan, command_, [&](const PlannedRun& run) { return record(run); });
@@ -521,6 +707,7 @@ class Sweep {
   std::vector<double> train_seconds_, measure_seconds_;
   int64_t finished_ = 0, drawn_total_ = -1, last_status_finished_ = -1;
   std::string last_manifest_, last_status_line_;
+  std::unique_ptr<FileLock> root_lock_;
 };
 
 }  // namespace
@@ -541,7 +728,14 @@ Action add_sweep_command(CLI::App& app) {
       "Examples:\n"
       "  flatmin sweep experiments/finetune.toml --jobs 2        # the NSO paper's Table 3 at this scale\n"
       "  flatmin sweep experiments/finetune.toml --quick         # the same plan on a tiny budget\n"
-      "  flatmin sweep experiments/finetune.toml --dry-run       # list the runs, run nothing");
+      "  flatmin sweep experiments/finetune.toml --dry-run       # list the runs, run nothing\n\n"
+      "On a cluster (docs/SWEEPS.md): --list prints one self-contained command per unit that can start now\n"
+      "(a run: train or resume it, then measure it), `flatmin sweep EXP --out ROOT --unit ID`, for any\n"
+      "scheduler to run on machines sharing ROOT. A listed command is a no-op once its unit is done, resumes it\n"
+      "when interrupted, and waits for another process already running it. List again when they are done\n"
+      "(fine-tuning follows pretraining, the chosen setting's seeds follow the grid) until nothing is listed:\n"
+      "  while u=$(flatmin sweep EXP --out ROOT --list) && [ -n \"$u\" ]; do\n"
+      "    printf '%s\\n' \"$u\" | xargs -d '\\n' -n 1 -P 4 sh -c; done");
   cmd->option_defaults()->always_capture_default();
   cmd->add_option("experiment", args->experiment, "Experiment file (.toml or .json)")->required();
   cmd->add_option("--out", args->out, "Sweep root directory")->default_str("runs/<name>, runs/<name>-quick");
@@ -551,16 +745,31 @@ Action add_sweep_command(CLI::App& app) {
   cmd->add_flag("--quick", args->quick, "Apply the file's [quick] table: the same plan at a tiny budget");
   cmd->add_flag("--retry-failed", args->retry_failed, "Run failed runs (not diverged ones) again");
   cmd->add_flag("--dry-run", args->dry_run, "Print the planned runs and their flatmin train options; run nothing");
+  cmd->add_flag("--list", args->list,
+                "Print one command per unit that can start now (`--unit` lines, absolute paths); run nothing");
+  cmd->add_option("--unit", args->unit,
+                  "Run this one run of the sweep (its id, as --list prints it): train or resume it, measure it, "
+                  "update ROOT's manifest");
   cmd->add_option("--data-dir", args->data_dir, "The data directory, for every run (each run keeps its --dataset)")->default_str("flatmin train's");
   cmd->add_option("--progress", args->progress, "auto (bar on a terminal) | bar | lines | quiet")
       ->check(CLI::IsMember({"auto", "bar", "lines", "quiet"}));
   add_device_option(cmd, &args->device, "");
-  return [args] {
+  return [args, cmd] {
+    // One line for a combination that cannot mean anything: a listed unit is one process of its own.
+    if (args->list || !args->unit.empty()) {
+      const std::string mode = args->list ? "--list" : "--unit";
+      for (const char* other : {"--dry-run", "--jobs", "--list", "--unit", "--retry-failed"})
+        if (mode != other && cmd->count(other) > 0 && !(mode == "--unit" && std::string(other) == "--retry-failed"))
+          throw Error("flatmin sweep " + mode + ": not with " + other +
+                      (std::string(other) == "--jobs" ? " (each unit is one process; choose its --threads)" : ""));
+    }
     parse_device(args->device);  // a missing GPU is said before any run starts
     experiments::Experiment experiment = experiments::load_experiment(args->experiment, args->quick);
     Sweep sweep(*args, std::move(experiment));
     sweep.validate();
     if (args->dry_run) return sweep.dry_run();
+    if (args->list) return sweep.list();
+    if (!args->unit.empty()) return sweep.run_unit();
     return sweep.run();
   };
 }

@@ -225,6 +225,28 @@ Plan plan_experiment(const Experiment& e, const std::function<RunOutcome(const P
   return plan;
 }
 
+std::vector<RunnableUnit> runnable_units(const Plan& plan,
+                                        const std::function<RunRecord(const PlannedRun&)>& record) {
+  std::map<std::string, size_t> by_dir;
+  for (size_t i = 0; i < plan.runs.size(); ++i) by_dir[plan.runs[i].dir] = i;
+  std::vector<RunnableUnit> units;
+  for (size_t i = 0; i < plan.runs.size(); ++i) {
+    const PlannedRun& run = plan.runs[i];
+    const RunRecord r = record(run);
+    if (r.status == RunStatus::kPending || r.status == RunStatus::kInterrupted) {
+      if (!run.init_dir.empty()) {
+        const auto init = by_dir.find(run.init_dir);
+        // An --init outside the plan is the experiment's own file: nothing to wait for.
+        if (init != by_dir.end() && record(plan.runs[init->second]).status != RunStatus::kDone) continue;
+      }
+      units.push_back({i, r.status == RunStatus::kInterrupted ? UnitStep::kResume : UnitStep::kTrain});
+    } else if (r.status == RunStatus::kDone && run.measure && r.measure_status.empty()) {
+      units.push_back({i, UnitStep::kMeasure});
+    }
+  }
+  return units;
+}
+
 std::string manifest_json(const Experiment& e, const Plan& plan, const std::string& command,
                           const std::function<RunRecord(const PlannedRun&)>& record) {
   json j;

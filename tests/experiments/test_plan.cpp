@@ -239,3 +239,86 @@ TEST(ExperimentPlan, QuickAxesFirstKeepsEachAxisFirstValue) {
   EXPECT_EQ(ids, (std::vector<std::string>{"a/sgd/lr=0.1/seed3", "a/nso/lr=0.1,sigma=0.01/seed3",
                                            "b/sgd/lr=0.1/seed3", "b/nso/lr=0.1,sigma=0.01/seed3"}));
 }
+
+// The units a cluster's processes may start: each stage only once the one before it has finished on disk.
+TEST(ExperimentUnits, EachStageBecomesRunnableOnlyWhenTheOneBeforeIsFinal) {
+  const fx::Experiment e = fx::parse_experiment(R"(
+name = "units"
+seeds = [0, 1]
+[pretrain]
+classes = "0,1"
+[methods.nso]
+method = "nso"
+sigma = [0.01, 0.02]
+[select]
+seeds = [0]
+[measure]
+measures = "trace"
+)",
+                                                "units.toml", true);
+  std::map<std::string, fx::RunRecord> disk;  // run id -> what its directory shows
+  auto record = [&](const fx::PlannedRun& run) {
+    const auto it = disk.find(run.id);
+    return it == disk.end() ? fx::RunRecord{} : it->second;
+  };
+  auto outcome = [&](const fx::PlannedRun& run) {
+    const fx::RunRecord r = record(run);
+    return fx::RunOutcome{r.status, run.id == "nso/sigma=0.02/seed0" ? 0.9 : 0.5};
+  };
+  auto units = [&] {
+    const fx::Plan plan = fx::plan_experiment(e, outcome);
+    std::vector<std::string> out;
+    for (const auto& u : fx::runnable_units(plan, record))
+      out.push_back(plan.runs[u.run].id + (u.step == fx::UnitStep::kTrain    ? " train"
+                                           : u.step == fx::UnitStep::kResume ? " resume"
+                                                                             : " measure"));
+    return out;
+  };
+  auto set = [&](const std::string& id, fx::RunStatus status, const std::string& measured = "") {
+    fx::RunRecord r;
+    r.status = status;
+    r.measure_status = measured;
+    disk[id] = r;
+  };
+  using V = std::vector<std::string>;
+  // The fine-tuning grid waits for the pretraining, even when the pretraining is interrupted or running.
+  EXPECT_EQ(units(), V{"pretrain/seed0 train"});
+  set("pretrain/seed0", fx::RunStatus::kInterrupted);
+  EXPECT_EQ(units(), V{"pretrain/seed0 resume"});
+  set("pretrain/seed0", fx::RunStatus::kRunning);
+  EXPECT_EQ(units(), V{});
+  set("pretrain/seed0", fx::RunStatus::kDone);
+  EXPECT_EQ(units(), (V{"nso/sigma=0.01/seed0 train", "nso/sigma=0.02/seed0 train"}));
+  // The reported seeds wait for the whole grid: one grid run final is not enough.
+  set("nso/sigma=0.01/seed0", fx::RunStatus::kDone);
+  set("nso/sigma=0.02/seed0", fx::RunStatus::kInterrupted);
+  EXPECT_EQ(units(), V{"nso/sigma=0.02/seed0 resume"});
+  // Once the grid is final, sigma=0.02 is chosen: its grid run (now also reported) is measured, seed 1 trains;
+  // the losing setting's run is neither measured nor listed again.
+  set("nso/sigma=0.02/seed0", fx::RunStatus::kDone);
+  EXPECT_EQ(units(), (V{"nso/sigma=0.02/seed0 measure", "nso/sigma=0.02/seed1 train"}));
+  set("nso/sigma=0.02/seed0", fx::RunStatus::kDone, "done");
+  set("nso/sigma=0.02/seed1", fx::RunStatus::kDone);
+  EXPECT_EQ(units(), V{"nso/sigma=0.02/seed1 measure"});
+  // Failed measurements and runs are final: nothing is left to list, and the list stays empty.
+  set("nso/sigma=0.02/seed1", fx::RunStatus::kDone, "failed");
+  EXPECT_EQ(units(), V{});
+}
+
+TEST(ExperimentUnits, RunsStartingFromAFailedPretrainingAreBlockedNotListed) {
+  const fx::Experiment e = fx::parse_experiment(R"(
+name = "blocked"
+[pretrain]
+classes = "0,1"
+[methods.sgd]
+method = "sgd"
+)",
+                                                "blocked.toml", true);
+  const fx::Plan plan = fx::plan_experiment(e, pending);
+  auto record = [](const fx::PlannedRun& run) {
+    fx::RunRecord r;
+    if (run.stage == "pretrain") r.status = fx::RunStatus::kFailed;
+    return r;
+  };
+  EXPECT_TRUE(fx::runnable_units(plan, record).empty());
+}

@@ -82,6 +82,25 @@ struct RunRecord {
   std::string measure_status;  ///< "", "done", "failed" (flatness measurement)
 };
 
+/// The next step of a run that can start now (a unit of work for one process).
+enum class UnitStep {
+  kTrain,    ///< train from scratch (or from the pretraining's model)
+  kResume,   ///< continue an interrupted run from its newest checkpoint
+  kMeasure,  ///< the run is done: measure its model's flatness ([measure])
+};
+
+struct RunnableUnit {
+  size_t run = 0;  ///< index into Plan::runs
+  UnitStep step = UnitStep::kTrain;
+};
+
+/// The units that can start now, in the plan's order: every pending or interrupted run whose pretraining is
+/// done (a fine-tuning run waits for it; one whose pretraining failed is blocked), and every done run still to
+/// be measured. Runs the plan does not hold yet (the reported seeds of a selection not made) are not there:
+/// they appear once the grid is final. A run recorded as running is not runnable. Empty when nothing can
+/// start any more: every run is final (done, diverged or failed), or waits on a run that failed.
+std::vector<RunnableUnit> runnable_units(const Plan& plan, const std::function<RunRecord(const PlannedRun&)>& record);
+
 /// The sweep's manifest (docs/SWEEPS.md): the experiment, and every run with its status. `record(run)` gives
 /// each run's state.
 std::string manifest_json(const Experiment& experiment, const Plan& plan, const std::string& command,
