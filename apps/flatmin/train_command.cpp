@@ -314,7 +314,7 @@ int run_train(TrainArgs a) {  // by value: --resume replaces some fields
                                       .labels(a.cifar100_labels)
                                       .image_size(a.image_size)
                                       .cache_dir(a.cache_dir);
-  const data::TrainTest data = data::load_dataset(source);
+  const data::TrainTest data = data::load_dataset(source, &progress);
   std::unique_ptr<distributed::Communicator> communicator;
   if (world.distributed()) {
     communicator = std::make_unique<distributed::Communicator>(

@@ -1,6 +1,7 @@
 // Folders of images per class (PNG and JPEG, image_decode.cpp), cached as tensors after the first read.
 #include <algorithm>
 #include <cctype>
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -107,14 +108,12 @@ fs::path cache_path(const DataSource& source, const std::string& key) {
   return dir / name;
 }
 
-/// Decodes every image of `files`, to `channels` and, when image_size > 0, to that square size.
+/// Decodes every image of `files` to `channels` (0: to 3 when any of them has colour, else 1) and, when
+/// image_size > 0, to that square size. Each file is read once; only grey images among colour ones are decoded
+/// a second time (to RGB, as libpng and libjpeg convert them).
 Dataset decode_all(const std::vector<std::pair<fs::path, int64_t>>& files, int channels, int64_t image_size,
-                   int64_t num_classes) {
-  std::vector<at::Tensor> images;
-  std::vector<int64_t> labels;
-  for (const auto& [path, label] : files) {
-    const std::vector<unsigned char> bytes = read_file_bytes(path.string());
-    at::Tensor img = decode_image(bytes.data(), bytes.size(), channels, path.string());
+                   int64_t num_classes, const std::string& what, Progress* progress) {
+  auto resized = [&](at::Tensor img) {
     if (image_size > 0 && (img.size(1) != image_size || img.size(2) != image_size)) {
       img = at::_upsample_bilinear2d_aa(img.unsqueeze(0).to(at::kFloat), {image_size, image_size}, false)
                 .squeeze(0)
@@ -122,28 +121,38 @@ Dataset decode_all(const std::vector<std::pair<fs::path, int64_t>>& files, int c
                 .clamp_(0, 255)
                 .to(at::kByte);
     }
-    if (!images.empty() && img.sizes() != images.front().sizes()) {
+    return img;
+  };
+  std::vector<at::Tensor> images;
+  std::vector<size_t> grey;  // decoded with one channel while channels was 0
+  std::vector<int64_t> labels;
+  if (progress) progress->start("decoding " + what + " images", static_cast<int64_t>(files.size()));
+  for (const auto& [path, label] : files) {
+    const std::vector<unsigned char> bytes = read_file_bytes(path.string());
+    const int c = channels > 0 ? channels : image_has_colour(bytes.data(), bytes.size(), path.string()) ? 3 : 1;
+    if (channels == 0 && c == 1) grey.push_back(images.size());
+    at::Tensor img = resized(decode_image(bytes.data(), bytes.size(), c, path.string()));
+    if (!images.empty() && img.sizes().slice(1) != images.front().sizes().slice(1)) {
       throw Error(path.string() + ": " + std::to_string(img.size(2)) + "x" + std::to_string(img.size(1)) +
                   " pixels, but " + files.front().first.string() + " has " + std::to_string(images.front().size(2)) +
                   "x" + std::to_string(images.front().size(1)) + "; pass --image-size S to resize all to SxS");
     }
     images.push_back(img);
     labels.push_back(label);
+    if (progress) progress->update(static_cast<int64_t>(images.size()));
+  }
+  if (channels == 0 && !grey.empty() && grey.size() < images.size()) {
+    for (size_t i : grey) {  // colour among them: every image becomes RGB
+      const fs::path& path = files[i].first;
+      const std::vector<unsigned char> bytes = read_file_bytes(path.string());
+      images[i] = resized(decode_image(bytes.data(), bytes.size(), 3, path.string()));
+    }
   }
   Dataset d;
   d.inputs = at::stack(images);
   d.targets = at::tensor(labels, at::TensorOptions().dtype(at::kLong));
   d.num_classes = num_classes;
   return d;
-}
-
-/// Whether any image has colour: grey images then become RGB too.
-int channels_of(const std::vector<std::pair<fs::path, int64_t>>& files) {
-  for (const auto& f : files) {
-    const std::vector<unsigned char> bytes = read_file_bytes(f.first.string());
-    if (image_has_colour(bytes.data(), bytes.size(), f.first.string())) return 3;
-  }
-  return 1;
 }
 
 /// The cached pixels when `cache` holds the images `key` describes; false when it is missing, damaged or stale.
@@ -173,7 +182,7 @@ TrainTest scaled(TrainTest t) {
 
 }  // namespace
 
-TrainTest load_image_folder(const DataSource& source) {
+TrainTest load_image_folder(const DataSource& source, Progress* progress) {
   const fs::path root = source.dir();
   std::error_code ec;
   check(fs::is_directory(root, ec), root.string() + ": image folder not found");
@@ -185,9 +194,16 @@ TrainTest load_image_folder(const DataSource& source) {
   const auto num_classes = static_cast<int64_t>(l.classes.size());
   TrainTest out;  // uint8 pixels until the end
   if (use_cache && read_cache(cache, key, num_classes, out)) return scaled(std::move(out));
-  const int channels = channels_of(l.train);
-  out.train = decode_all(l.train, channels, source.image_size(), num_classes);
-  out.test = decode_all(l.test, channels, source.image_size(), num_classes);
+  const auto started = std::chrono::steady_clock::now();
+  out.train = decode_all(l.train, 0, source.image_size(), num_classes, "training", progress);
+  out.test = decode_all(l.test, static_cast<int>(out.train.inputs.size(1)), source.image_size(), num_classes, "test",
+                        progress);
+  if (progress)
+    progress->line("decoded " + std::to_string(l.train.size() + l.test.size()) + " images of " + root.string() +
+                   " in " + std::to_string(static_cast<int>(std::chrono::duration<double>(
+                                                               std::chrono::steady_clock::now() - started)
+                                                               .count())) +
+                   " s" + (use_cache ? "; cached in " + cache.string() : ""));
   check(out.train.inputs.sizes().slice(1) == out.test.inputs.sizes().slice(1),
         l.test.front().first.string() + ": test images " + shape_string(out.test.inputs.sizes().slice(1)) +
             " differ from the training images " + shape_string(out.train.inputs.sizes().slice(1)) +

@@ -6,6 +6,7 @@
 
 #include <ATen/core/ivalue.h>
 
+#include "flatmin/core/progress.h"
 #include "flatmin/core/shape.h"
 
 namespace flatmin::data {
@@ -22,6 +23,6 @@ bool image_has_colour(const unsigned char* bytes, size_t size, const std::string
 struct DataSource;
 struct TrainTest;
 /// The `folder` kind of load_dataset.
-TrainTest load_image_folder(const DataSource& source);
+TrainTest load_image_folder(const DataSource& source, Progress* progress);
 
 }  // namespace flatmin::data

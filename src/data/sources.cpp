@@ -88,7 +88,7 @@ std::string resolved_dir(const DataSource& source) {
   return source.dir().empty() ? default_fashion_mnist_dir() : source.dir();
 }
 
-TrainTest load_dataset(const DataSource& source) {
+TrainTest load_dataset(const DataSource& source, Progress* progress) {
   const std::string& kind = source.kind();
   check(std::find(dataset_kinds().begin(), dataset_kinds().end(), kind) != dataset_kinds().end(),
         "unknown dataset '" + kind + "' (valid: " + kinds_text() + ")");
@@ -97,7 +97,7 @@ TrainTest load_dataset(const DataSource& source) {
   if (kind == "idx") return load_idx_directory(source.dir(), 0);
   if (kind == "cifar10") return load_cifar10(source.dir());
   if (kind == "cifar100") return load_cifar100(source.dir(), source.labels());
-  if (kind == "folder") return load_image_folder(source);
+  if (kind == "folder") return load_image_folder(source, progress);
   return load_tensor_files(source.dir());
 }
 

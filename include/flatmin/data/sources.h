@@ -22,6 +22,7 @@
 
 #include <torch/arg.h>
 
+#include "flatmin/core/progress.h"
 #include "flatmin/data/dataset.h"
 
 namespace flatmin::data {
@@ -47,7 +48,8 @@ std::string resolved_dir(const DataSource& source);
 const std::vector<std::string>& dataset_kinds();
 
 /// Reads the source. Throws flatmin::Error (unknown kind, missing directory or file, damaged file, ...).
-TrainTest load_dataset(const DataSource& source);
+/// `progress`, when given, shows the decoding of image folders (the one reader that takes long).
+TrainTest load_dataset(const DataSource& source, Progress* progress = nullptr);
 
 // ---- the readers, exposed for the fuzzers and the tests
 
