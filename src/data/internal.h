@@ -24,4 +24,7 @@ struct TrainTest;
 /// The `folder` kind of load_dataset.
 TrainTest load_image_folder(const DataSource& source);
 
+/// load_idx_directory with the images left as uint8 pixels (Dataset::inputs): load_dataset's IDX kinds.
+TrainTest load_idx_pixels(const std::string& dir, int64_t num_classes);
+
 }  // namespace flatmin::data
