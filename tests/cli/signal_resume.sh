@@ -6,12 +6,13 @@ set -uo pipefail
 flatmin=$1 work=$2 signal=$3
 rm -rf "$work"
 mkdir -p "$work"
-args=(--per-class 600 --val-size 500 --test-size 500 --epochs 3 --progress lines --train-eval-size 500)
+# 2,000 examples: the signal comes after epoch 1, with three epochs of steps still ahead to interrupt.
+args=(--per-class 200 --val-size 500 --test-size 500 --epochs 4 --progress lines --train-eval-size 500)
 "$flatmin" train "${args[@]}" --out "$work/a" > "$work/a.log" 2>&1 || { cat "$work/a.log"; exit 1; }
 "$flatmin" train "${args[@]}" --out "$work/b" > "$work/b.log" 2>&1 &
 pid=$!
 for _ in $(seq 1 6000); do  # up to 60 s: a loaded machine starts slowly
-  grep -q "^epoch 1/3" "$work/b.log" 2> /dev/null && break
+  grep -q "^epoch 1/4" "$work/b.log" 2> /dev/null && break
   sleep 0.01
 done
 kill -"$signal" "$pid"
