@@ -16,6 +16,7 @@ using nlohmann::json;
 
 /// (x − mean)/std per channel.
 data::Dataset normalized(data::Dataset d, const at::Tensor& mean, const at::Tensor& std) {
+  d.inputs = data::float_inputs(d.inputs);  // load_dataset leaves IDX images as uint8 pixels, as make_splits reads them
   if (!mean.defined() || !std.defined() || d.size() == 0) return d;
   const int64_t c = d.inputs.size(1);
   check(mean.numel() == c && std.numel() == c, "checkpoint normalisation has " + std::to_string(mean.numel()) +

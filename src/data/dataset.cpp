@@ -12,6 +12,7 @@
 #include "flatmin/core/error.h"
 #include "flatmin/core/shape.h"
 #include "flatmin/data/idx.h"
+#include "internal.h"
 
 namespace flatmin::data {
 namespace {
@@ -38,7 +39,8 @@ void check_dataset(const Dataset& data, const std::string& what) {
         what + ": " + std::to_string(data.inputs.size(0)) + " inputs but targets of shape " +
             shape_string(data.targets.sizes()));
   check(data.num_classes >= 1, what + ": num_classes must be >= 1, got " + std::to_string(data.num_classes));
-  check(at::isFloatingType(data.inputs.scalar_type()), what + ": inputs must be floating point");
+  check(at::isFloatingType(data.inputs.scalar_type()) || data.inputs.scalar_type() == at::kByte,
+        what + ": inputs must be floating point or uint8 pixels");
   check(data.targets.scalar_type() == at::kLong, what + ": targets must be int64");
   if (data.targets.numel() > 0) {
     const int64_t lo = data.targets.min().item<int64_t>();
@@ -78,7 +80,15 @@ Dataset Dataset::subset(const at::Tensor& indices) const {
   return out;
 }
 
-Dataset load_idx_pair(const std::string& images_path, const std::string& labels_path, int64_t num_classes) {
+at::Tensor float_inputs(const at::Tensor& inputs) {
+  if (!inputs.defined() || inputs.scalar_type() != at::kByte) return inputs;
+  return inputs.to(at::kFloat).div_(255.0f);
+}
+
+namespace {
+
+/// load_idx_pair with the images left as uint8 [N, C, H, W].
+Dataset load_idx_pair_pixels(const std::string& images_path, const std::string& labels_path, int64_t num_classes) {
   check(num_classes >= 1, labels_path + ": num_classes must be >= 1, got " + std::to_string(num_classes));
   at::Tensor images = read_idx(images_path);
   check(images.scalar_type() == at::kByte,
@@ -103,9 +113,17 @@ Dataset load_idx_pair(const std::string& images_path, const std::string& labels_
 
   Dataset out;
   if (images.dim() == 3) images = images.unsqueeze(1);
-  out.inputs = images.to(at::kFloat).div_(255.0f);
+  out.inputs = std::move(images);
   out.targets = std::move(targets);
   out.num_classes = num_classes;
+  return out;
+}
+
+}  // namespace
+
+Dataset load_idx_pair(const std::string& images_path, const std::string& labels_path, int64_t num_classes) {
+  Dataset out = load_idx_pair_pixels(images_path, labels_path, num_classes);
+  out.inputs = float_inputs(out.inputs);
   return out;
 }
 
@@ -118,15 +136,21 @@ std::string default_fashion_mnist_dir() {
 TrainTest load_fashion_mnist(const std::string& dir) { return load_idx_directory(dir, 10); }
 
 TrainTest load_idx_directory(const std::string& dir, int64_t num_classes) {
+  TrainTest out = load_idx_pixels(dir, num_classes);
+  for (Dataset* d : {&out.train, &out.test}) d->inputs = float_inputs(d->inputs);
+  return out;
+}
+
+TrainTest load_idx_pixels(const std::string& dir, int64_t num_classes) {
   std::error_code ec;
   check(fs::is_directory(dir, ec), dir + ": data directory not found; " + kInstallHint);
   // Unknown classes: read with the widest range, then 0 … the largest label of either split.
   const int64_t read_classes = num_classes > 0 ? num_classes : 256;
   TrainTest out;
-  out.train = load_idx_pair(find_data_file(dir, "train-images-idx3-ubyte"),
+  out.train = load_idx_pair_pixels(find_data_file(dir, "train-images-idx3-ubyte"),
                             find_data_file(dir, "train-labels-idx1-ubyte"), read_classes);
   const std::string test_images = find_data_file(dir, "t10k-images-idx3-ubyte");
-  out.test = load_idx_pair(test_images, find_data_file(dir, "t10k-labels-idx1-ubyte"), read_classes);
+  out.test = load_idx_pair_pixels(test_images, find_data_file(dir, "t10k-labels-idx1-ubyte"), read_classes);
   check(out.train.inputs.sizes().slice(1) == out.test.inputs.sizes().slice(1),
         test_images + ": image shape " + shape_string(out.test.inputs.sizes().slice(1)) +
             " differs from the training images' " + shape_string(out.train.inputs.sizes().slice(1)));
@@ -242,6 +266,10 @@ Splits make_splits(const TrainTest& data, const SplitOptions& options) {
     splits.noisy_labels = at::zeros({n}, at::TensorOptions().dtype(at::kBool));
     splits.noisy_labels.index_fill_(0, which, true);
   }
+
+  // uint8 pixels (load_dataset's IDX images) become floats only now, for the examples kept: the same bits
+  // as converting all of them first, since the conversion is per element.
+  for (Dataset* d : {&splits.train, &splits.val, &splits.test}) d->inputs = float_inputs(d->inputs);
 
   // 6. Standardise with the training split's statistics (population std, floored so that a constant
   // channel gives zeros rather than NaN), or with the given ones.

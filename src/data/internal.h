@@ -25,4 +25,7 @@ struct TrainTest;
 /// The `folder` kind of load_dataset.
 TrainTest load_image_folder(const DataSource& source, Progress* progress);
 
+/// load_idx_directory with the images left as uint8 pixels (Dataset::inputs): load_dataset's IDX kinds.
+TrainTest load_idx_pixels(const std::string& dir, int64_t num_classes);
+
 }  // namespace flatmin::data

@@ -92,9 +92,9 @@ TrainTest load_dataset(const DataSource& source, Progress* progress) {
   const std::string& kind = source.kind();
   check(std::find(dataset_kinds().begin(), dataset_kinds().end(), kind) != dataset_kinds().end(),
         "unknown dataset '" + kind + "' (valid: " + kinds_text() + ")");
-  if (kind == "fashion-mnist") return load_fashion_mnist(resolved_dir(source));
+  if (kind == "fashion-mnist") return load_idx_pixels(resolved_dir(source), 10);
   check(!source.dir().empty(), "--dataset " + kind + " needs --data-dir");
-  if (kind == "idx") return load_idx_directory(source.dir(), 0);
+  if (kind == "idx") return load_idx_pixels(source.dir(), 0);
   if (kind == "cifar10") return load_cifar10(source.dir());
   if (kind == "cifar100") return load_cifar100(source.dir(), source.labels());
   if (kind == "folder") return load_image_folder(source, progress);

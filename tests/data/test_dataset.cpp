@@ -17,6 +17,7 @@
 #include "flatmin/core/error.h"
 #include "flatmin/data/dataset.h"
 #include "flatmin/data/idx.h"
+#include "flatmin/data/sources.h"
 
 namespace fs = std::filesystem;
 using flatmin::data::Batch;
@@ -368,6 +369,41 @@ TEST(MakeSplits, ConstantChannelGetsTheStdFloorNotNaN) {
   EXPECT_FLOAT_EQ(s.channel_std[1].item<float>(), 1e-8f);
   EXPECT_TRUE(at::isfinite(s.train.inputs).all().item<bool>());
   EXPECT_EQ(s.train.inputs.select(1, 1).abs().max().item<float>(), 0.0f);
+}
+
+// load_dataset keeps IDX images as uint8 pixels and make_splits converts only the examples it keeps: every
+// split, label and statistic must be bitwise what converting all images first (load_idx_directory) gives.
+TEST(MakeSplits, PixelsConvertedAfterChoosingEqualConvertingFirst) {
+  TempDir dir;
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(7);
+  const auto bytes = at::TensorOptions().dtype(at::kByte);
+  flatmin::data::write_idx(dir.file("train-images-idx3-ubyte.gz"), at::randint(0, 256, {300, 5, 5}, gen, bytes), true);
+  flatmin::data::write_idx(dir.file("train-labels-idx1-ubyte"), at::randint(0, 10, {300}, gen, bytes));
+  flatmin::data::write_idx(dir.file("t10k-images-idx3-ubyte"), at::randint(0, 256, {120, 5, 5}, gen, bytes));
+  flatmin::data::write_idx(dir.file("t10k-labels-idx1-ubyte"), at::randint(0, 10, {120}, gen, bytes));
+  const TrainTest pixels = flatmin::data::load_dataset(flatmin::data::DataSource().dir(dir.path()));
+  const TrainTest floats = flatmin::data::load_fashion_mnist(dir.path());
+  ASSERT_EQ(pixels.train.inputs.scalar_type(), at::kByte);  // else this test compares nothing new
+  ASSERT_EQ(floats.train.inputs.scalar_type(), at::kFloat);
+  for (const SplitOptions& options :
+       {SplitOptions().val_size(30).seed(3), SplitOptions().val_size(20).classes({7, 2, 5}).train_per_class(4).seed(4),
+        SplitOptions().val_size(10).classes({1, 0}).test_size(9).label_noise(0.3).seed(5),
+        SplitOptions().val_size(0).test_size(50).normalize(false).seed(6),
+        SplitOptions().val_size(5).mean({0.25}).std({0.5}).seed(7)}) {
+    const Splits a = make_splits(pixels, options);
+    const Splits b = make_splits(floats, options);
+    EXPECT_TRUE(same(a.train, b.train));
+    EXPECT_TRUE(same(a.val, b.val));
+    EXPECT_TRUE(same(a.test, b.test));
+    EXPECT_EQ(a.train.inputs.scalar_type(), at::kFloat);
+    EXPECT_TRUE(at::equal(a.channel_mean, b.channel_mean));
+    EXPECT_TRUE(at::equal(a.channel_std, b.channel_std));
+    EXPECT_EQ(a.noisy_labels.defined(), b.noisy_labels.defined());
+    if (a.noisy_labels.defined()) {
+      EXPECT_TRUE(at::equal(a.noisy_labels, b.noisy_labels));
+    }
+  }
+  EXPECT_TRUE(at::equal(flatmin::data::float_inputs(pixels.test.inputs), floats.test.inputs));
 }
 
 TEST(MakeSplits, LeavesTheCallersDataUnchanged) {

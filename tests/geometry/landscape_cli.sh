@@ -14,12 +14,12 @@ for m in 0:nso 1:sgd; do
   "$cli" train --model resnet18 --width 2 --per-class 20 --val-size 100 --test-size 100 --epochs 1 --method "${m#*:}" --out "$dir/run${m%%:*}" \
     --progress quiet || fail "train $m"
 done
-ls_args=(landscape --checkpoint "$dir/run0" --points 5 --examples 200 --formats svg --progress quiet)
+ls_args=(landscape --checkpoint "$dir/run0" --points 5 --examples 100 --formats svg --progress quiet)
 "$cli" "${ls_args[@]}" --out "$dir/full" || fail "landscape"
 [ "$(wc -l < "$dir/full/landscape.csv")" = 6 ] || fail "expected 5 points"
 [ -f "$dir/full/landscape-loss.gp" ] && [ -f "$dir/full/landscape-accuracy.dat" ] || fail "no figure files"
 # The origin (x = 0, index 2) is the model itself.
-"$cli" geometry --checkpoint "$dir/run0" --measures grad --examples 200 --out "$dir/g.json" --progress quiet || fail "geometry"
+"$cli" geometry --checkpoint "$dir/run0" --measures grad --examples 100 --out "$dir/g.json" --progress quiet || fail "geometry"
 origin=$(awk -F, '$2 == 2 {print $5}' "$dir/full/landscape.csv")
 loss=$(grep -E '^  "loss": [0-9]' "$dir/g.json" | sed 's/.*: //; s/,//')
 awk -v a="$origin" -v b="$loss" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d <= 1e-5 * b) }' \
@@ -38,9 +38,9 @@ grep -q "holds a landscape with other settings" "$dir/err" || fail "message: $(c
   || fail "2-D landscape"
 [ "$(wc -l < "$dir/plane/landscape.csv")" = 10 ] || fail "expected 9 points in 2-D"
 [ -f "$dir/plane/landscape-run0-contour.gp" ] && [ -f "$dir/plane/landscape-run0-heatmap.gp" ] || fail "no 2-D figures"
-"$cli" landscape --checkpoint "$dir/run0" --to "$dir/run1" --range 0,1 --points 2 --examples 200 --formats svg \
+"$cli" landscape --checkpoint "$dir/run0" --to "$dir/run1" --range 0,1 --points 2 --examples 100 --formats svg \
   --progress quiet --out "$dir/line" || fail "line landscape"
-"$cli" landscape --checkpoint "$dir/run1" --range -1,1 --points 3 --examples 200 --formats svg --progress quiet \
+"$cli" landscape --checkpoint "$dir/run1" --range -1,1 --points 3 --examples 100 --formats svg --progress quiet \
   --out "$dir/run1-alone" || fail "landscape of run1"
 end=$(awk -F, '$2 == 1 {print $5}' "$dir/line/landscape.csv")
 own=$(awk -F, '$2 == 1 {print $5}' "$dir/run1-alone/landscape.csv")

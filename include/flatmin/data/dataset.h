@@ -12,7 +12,9 @@
 namespace flatmin::data {
 
 struct Dataset {
-  at::Tensor inputs;   ///< float32 [N, C, H, W]
+  /// float32 [N, C, H, W]; or uint8 pixels [N, C, H, W] standing for value/255: load_dataset leaves 8-bit IDX
+  /// images so, and make_splits converts only the examples it keeps (float_inputs converts for other uses).
+  at::Tensor inputs;
   at::Tensor targets;  ///< int64 [N], values in [0, num_classes)
   int64_t num_classes = 0;
 
@@ -20,6 +22,9 @@ struct Dataset {
   /// The examples at `indices` (int64, any order), same num_classes.
   Dataset subset(const at::Tensor& indices) const;
 };
+
+/// `inputs` as float32: uint8 pixels scaled to [0, 1] (bitwise what load_idx_pair gives), float as they are.
+at::Tensor float_inputs(const at::Tensor& inputs);
 
 /// Reads a pair of IDX files: images [N, H, W] (or [N, C, H, W]) of uint8, scaled to [0, 1], and labels
 /// [N] of uint8. Throws flatmin::Error naming the file when the counts disagree or a label is out of

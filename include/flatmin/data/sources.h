@@ -48,6 +48,8 @@ std::string resolved_dir(const DataSource& source);
 const std::vector<std::string>& dataset_kinds();
 
 /// Reads the source. Throws flatmin::Error (unknown kind, missing directory or file, damaged file, ...).
+/// IDX images (fashion-mnist, idx) stay uint8 pixels: make_splits converts only the examples a split keeps
+/// (a run of 100 examples per class need not convert all 70,000), to the same bits as load_idx_pair's.
 /// `progress`, when given, shows the decoding of image folders (the one reader that takes long).
 TrainTest load_dataset(const DataSource& source, Progress* progress = nullptr);
 
