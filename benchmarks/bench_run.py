@@ -254,6 +254,13 @@ def worker_finetune(a):
             idx = perm[b * a.batch_size:(b + 1) * a.batch_size]
             x, y = train[0][idx], train[1][idx]
             opt.zero_grad()
+            if a.method == "sgd":
+                loss = F.cross_entropy(model(x), y)
+                loss.backward()
+                opt.step()
+                objective += loss.item()
+                step += 1
+                continue
             # NSO (the NSO repository's two-point loop): g(W+U) + g(W−U), halved, to the base optimizer
             with torch.no_grad():
                 noise = [torch.randn_like(p) * a.sigma for p in params]
@@ -274,9 +281,12 @@ def worker_finetune(a):
             objective += 0.5 * (loss_plus.item() + loss_minus.item())
             step += 1
         t1 = time.perf_counter()
-        tr = evaluate(model, train_eval, a.eval_batch_size)
         va = evaluate(model, val, a.eval_batch_size)
-        te = evaluate(model, test, a.eval_batch_size)
+        if not a.test_at_end or epoch + 1 == a.epochs:  # flatmin's default: validation every epoch, test at the end
+            tr = evaluate(model, train_eval, a.eval_batch_size)
+            te = evaluate(model, test, a.eval_batch_size)
+        else:
+            tr = te = (float("nan"), float("nan"))
         t2 = time.perf_counter()
         train_seconds += t1 - t0
         eval_seconds += t2 - t1
@@ -595,6 +605,61 @@ class Bench:
         self.emit()
 
 
+    # ------------------------------------------------------------- part 4: a small run with default options
+    def part_smallrun(self):
+        """Where a small run's wall time goes: `flatmin train --method sgd --model cnn --per-class 100 --epochs 5`
+        with every other option at its default, beside the same run as a PyTorch loop."""
+        a = self.a
+        args = ["--method", "sgd", "--model", "cnn", "--per-class", 100, "--epochs", 5]
+        res = {k: {"wall": [], "train": [], "eval": [], "total": []} for k in ("flatmin", "python")}
+        threads = None
+        for r in range(a.rounds):
+            d = self.fresh_dir("smallrun")
+            wall, _ = run_process([self.flatmin_rel, "train", *args, "--progress", "quiet", "--out", d],
+                                  "flatmin train (small run)")
+            s = json.loads((d / "summary.json").read_text())
+            threads = s["threads"]
+            for key, value in (("wall", wall), ("train", s["train_seconds"]), ("eval", s["eval_seconds"]),
+                               ("total", s["total_seconds"])):
+                res["flatmin"][key].append(value)
+            shutil.rmtree(d, ignore_errors=True)
+            wall, outp = run_process(self.smallrun_python(threads), "python small-run worker")
+            pj = json.loads(outp.strip().splitlines()[-1])
+            for key, value in (("wall", wall), ("train", pj["train_seconds"]), ("eval", pj["eval_seconds"]),
+                               ("total", pj["loop_seconds"])):
+                res["python"][key].append(value)
+            log(f"[smallrun round {r + 1}/{a.rounds}] flatmin {res['flatmin']['wall'][-1]:.2f} s "
+                f"(train {res['flatmin']['train'][-1]:.2f}), python {wall:.2f} s (train {pj['train_seconds']:.2f})")
+        self.raw["smallrun"] = res
+        self.emit("### A small run with default options: where the wall time goes")
+        self.emit()
+        self.emit(f"`flatmin train {cmd_str(args)}` (1,000 training examples, validation 5,000 every epoch, the "
+                  f"10,000 test examples and the training subset after the last epoch; {threads} thread(s)), beside "
+                  f"the same run as a PyTorch loop. {a.rounds} interleaved rounds, medians (range). `outside "
+                  f"training`: 1 − train s / wall s (start-up, data, evaluation, files).")
+        self.emit()
+        self.emit("| run | wall s | train s | eval s | start-up s (wall − loop) | outside training |")
+        self.emit("|---|---:|---:|---:|---:|---:|")
+        for kind, label in (("flatmin", "flatmin train"), ("python", "PyTorch loop")):
+            x = res[kind]
+            startup = [w - t for w, t in zip(x["wall"], x["total"])]
+            outside = median([1 - t / w for t, w in zip(x["train"], x["wall"])])
+            self.emit(f"| {label} | {fmt(median(x['wall']))}{spread(x['wall'])} | {fmt(median(x['train']))} | "
+                      f"{fmt(median(x['eval']))} | {fmt(median(startup))} | {100 * outside:.0f}% |")
+        self.emit()
+        self.emit("```")
+        self.emit(cmd_str(["build/flatmin", "train", *args, "--out", "OUT"]))
+        self.emit(cmd_str(self.smallrun_python(threads)))
+        self.emit("```")
+        self.emit()
+
+    def smallrun_python(self, threads):
+        return [PYTHON, SCRIPT, "--worker", "finetune", "--method", "sgd", "--test-at-end", "--model", "cnn",
+                "--per-class", 100, "--epochs", 5, "--batch-size", 64, "--lr", 0.05, "--momentum", 0.9,
+                "--weight-decay", 0, "--val-size", 5000, "--test-size", 10000, "--train-eval-size", 0,
+                "--threads", threads or 1]
+
+
 def machine_note():
     try:
         load = os.getloadavg()
@@ -617,7 +682,8 @@ def main():
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--worker", choices=["eval", "finetune"], help="run one Python-side measurement (internal)")
     ap.add_argument("--quick", action="store_true", help="a short version: 1 round, fewer examples and batch sizes")
-    ap.add_argument("--parts", default="eval,geometry,finetune", help="comma-separated: eval, geometry, finetune")
+    ap.add_argument("--parts", default="eval,geometry,finetune",
+                    help="comma-separated: eval, geometry, finetune, smallrun (a small run with default options)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--models", default="mlp,cnn,resnet18", help="eval part: models")
     ap.add_argument("--eval-batches", default="25,50,100,250,1000", help="eval part: evaluation batch sizes")
@@ -655,6 +721,9 @@ def main():
     ap.add_argument("--momentum", type=float, default=0.9)
     ap.add_argument("--weight-decay", type=float, default=5e-4)
     ap.add_argument("--sigma", type=float, default=0.01)
+    ap.add_argument("--method", choices=["nso", "sgd"], default="nso", help="finetune worker: the update")
+    ap.add_argument("--test-at-end", action="store_true",
+                    help="finetune worker: score validation every epoch, the training subset and test at the end")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--save", default="", help="finetune worker: save the state dict here at the end")
@@ -687,7 +756,8 @@ def main():
                    f"load average {m['load_average'][0]:.2f} at the start -->")
         bench.emit()
         for part in parts:
-            {"eval": bench.part_eval, "geometry": bench.part_geometry, "finetune": bench.part_finetune}[part]()
+            {"eval": bench.part_eval, "geometry": bench.part_geometry, "finetune": bench.part_finetune,
+             "smallrun": bench.part_smallrun}[part]()
             if a.json:  # after every part: a later failure keeps what was measured
                 Path(a.json).write_text(json.dumps(bench.raw, indent=1, default=str) + "\n")
     finally:

@@ -27,7 +27,8 @@ grep -qF "test accuracy +0.50 points" "$dir/stdout" || fail "the summary lacks t
 
 figures=()
 for task in fm5-50 c10_5; do
-  for kind in test-acc test-loss train-loss loss-gap final-acc trace lambda1 trace-epochs lambda1-epochs; do
+  for kind in val-acc val-loss objective test-acc test-loss train-loss loss-gap final-acc trace lambda1 trace-epochs \
+              lambda1-epochs; do
     figures+=("$task-$kind")
   done
 done
