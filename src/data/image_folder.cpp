@@ -176,7 +176,7 @@ bool read_cache(const fs::path& cache, const std::string& key, int64_t num_class
 
 /// uint8 pixels to floats in [0, 1].
 TrainTest scaled(TrainTest t) {
-  for (Dataset* d : {&t.train, &t.test}) d->inputs = d->inputs.to(at::kFloat).div_(255.0f);
+  for (Dataset* d : {&t.train, &t.test}) d->inputs = float_inputs(d->inputs);
   return t;
 }
 

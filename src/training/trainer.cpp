@@ -36,6 +36,12 @@ at::Tensor to_device(const at::Tensor& t, const c10::Device& device) {
   return (device.is_cuda() ? t.pin_memory() : t).to(device, /*non_blocking=*/true);
 }
 
+// The rows [first, end) of n that process `rank` of `count` takes: contiguous, in rank order, sizes differing
+// by at most one (each process's shard of a batch, its share of an evaluated split).
+std::pair<int64_t, int64_t> rows_of(int64_t n, int rank, int count) {
+  return {n * rank / count, n * (rank + 1) / count};
+}
+
 std::string fmt_double(const char* format, double value) {
   char buffer[64];
   std::snprintf(buffer, sizeof buffer, format, value);
@@ -118,7 +124,8 @@ void Trainer::share_evaluation(int rank, int count, std::function<void(const std
 
 EvalResult Trainer::score(const data::Dataset& data) const {
   if (eval_count_ == 1) return evaluate(model_, data, options_.eval_batch_size());
-  const int64_t n = data.size(), lo = n * eval_rank_ / eval_count_, hi = n * (eval_rank_ + 1) / eval_count_;
+  const int64_t n = data.size();
+  const auto [lo, hi] = rows_of(n, eval_rank_, eval_count_);
   const data::Dataset share{data.inputs.narrow(0, lo, hi - lo), data.targets.narrow(0, lo, hi - lo), data.num_classes};
   auto [loss_sum, correct] = evaluation_sums(model_, share, options_.eval_batch_size());
   eval_sum_({loss_sum, correct});
@@ -227,9 +234,8 @@ std::vector<EpochMetrics> Trainer::fit(const data::Splits& splits, const EpochCa
       if (augment) batch.inputs = (*augment)(batch.inputs);
       double loss_scale = 1.0;
       if (shard_count_ > 1) {
-        const int64_t n = batch.inputs.size(0);
-        const int64_t lo = n * shard_rank_ / shard_count_, hi = n * (shard_rank_ + 1) / shard_count_;
-        check(hi > lo, "the last batch (" + std::to_string(n) + " examples) is smaller than the number of processes");
+        const int64_t n = batch.inputs.size(0);  // >= shard_count_: checked before the first step
+        const auto [lo, hi] = rows_of(n, shard_rank_, shard_count_);
         loss_scale = static_cast<double>((hi - lo) * shard_count_) / static_cast<double>(n);
         batch.inputs = batch.inputs.narrow(0, lo, hi - lo);
         batch.targets = batch.targets.narrow(0, lo, hi - lo);
