@@ -319,11 +319,7 @@ class Sweep {
       // Inherited by the run's process: a rerun after a kill waits until it has checkpointed.
       run_lock = std::make_unique<FileLock>((dir_of(run) / ".lock").string(), LOCK_EX, /*inherited=*/true,
                                             "waiting for another process running " + run.id + " ...", progress_);
-      if (a_.retry_failed) {  // as a whole sweep's --retry-failed: failed runs again, not diverged ones
-        const RunRecord r = record_on_disk(dir_of(run), run.measure, needs_model());
-        if (r.status == RunStatus::kFailed) fs::remove(dir_of(run) / "status.json", ec);
-        if (r.measure_status == "failed") fs::remove(dir_of(run) / "geometry.failed", ec);
-      }
+      if (a_.retry_failed) forget_failure(run);  // as a whole sweep's --retry-failed
     }
     install_stop_handlers();
     bool stopped = false, ran = false;
@@ -413,14 +409,16 @@ class Sweep {
   }
 
   void forget_failures() {
-    const auto plan = current_plan();
+    for (const auto& run : current_plan().runs) forget_failure(run);
+  }
+
+  // --retry-failed: a failed run (or measurement) is pending again; a diverged one stays (it is deterministic).
+  void forget_failure(const PlannedRun& run) {
     std::error_code ec;
-    for (const auto& run : plan.runs) {
-      const RunRecord r = record(run);
-      if (r.status == RunStatus::kFailed) fs::remove(dir_of(run) / "status.json", ec);
-      if (r.measure_status == "failed") fs::remove(dir_of(run) / "geometry.failed", ec);
-      records_.erase(run.dir);
-    }
+    const RunRecord r = record(run);
+    if (r.status == RunStatus::kFailed) fs::remove(dir_of(run) / "status.json", ec);
+    if (r.measure_status == "failed") fs::remove(dir_of(run) / "geometry.failed", ec);
+    records_.erase(run.dir);
   }
 
   bool needs_model() const { return e_.command == "train"; }
