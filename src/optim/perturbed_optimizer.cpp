@@ -222,16 +222,30 @@ void PerturbedOptimizer::combine_across_processes() {
     losses = at::stack(last_losses_).to(at::kFloat);
     tensors.push_back(losses);
   }
+  // BatchNorm statistics ride in the same collective. Perturbation-parallel: the processes' counted
+  // updates and their count are summed. Data-parallel: every process counts the same passes (each evaluates
+  // every point on its shard), so the mean of the updates (or, untracked, of the statistics themselves) is
+  // the step's, each shard weighing the same.
   at::Tensor counted;
-  if (!data && !buffers_before_.empty()) {
+  if (!buffers_before_.empty()) {
     for (auto& d : buffers_delta_sum_)
       if (d.is_floating_point()) tensors.push_back(d);
-    counted = at::full({}, static_cast<double>(buffer_passes_counted_), at::TensorOptions().dtype(at::kDouble));
-    tensors.push_back(counted);
+    if (!data) {
+      counted = at::full({}, static_cast<double>(buffer_passes_counted_), at::TensorOptions().dtype(at::kDouble));
+      tensors.push_back(counted);
+    }
+  } else if (data) {
+    for (auto& b : buffers_)
+      if (b.is_floating_point()) tensors.push_back(b);
   }
+  // And the stop flag: every process then stops after the same step, or the others would wait in the next one.
+  const at::Tensor stop = at::full({}, parallelism_.stop_requested && parallelism_.stop_requested() ? 1.0 : 0.0,
+                                   at::TensorOptions().dtype(at::kFloat).device(params_.front().device()));
+  tensors.push_back(stop);
   // Data-parallel: each process's gradients and losses are of its shard, so the step's are their mean.
   if (data) parallelism_.mean(tensors);
   else parallelism_.sum(tensors);
+  stop_requested_anywhere_ = stop.item<float>() > 0;
   if (losses.defined())
     for (size_t i = 0; i < last_losses_.size(); ++i) last_losses_[i] = losses[static_cast<int64_t>(i)];
   if (counted.defined()) {
@@ -325,7 +339,7 @@ void PerturbedOptimizer::finish_step() {
   }
   if (!buffers_before_.empty()) {
     // statistics = before + mean of the counted passes' updates; exactly unchanged when no pass moved them
-    // (or when the step is skipped). Data-parallel processes average theirs below.
+    // (or when the step is skipped). Several processes: the updates are already combined.
     for (size_t j = 0; j < buffers_.size(); ++j) {
       if (buffer_passes_counted_ == 0 || !non_finite_.empty()) {
         buffers_[j].copy_(buffers_before_[j]);
@@ -335,12 +349,6 @@ void PerturbedOptimizer::finish_step() {
         buffers_[j].copy_(buffers_delta_sum_[j]);
       }
     }
-  }
-  if (parallelism_.mode == Parallelism::Mode::kData && !buffers_.empty()) {
-    std::vector<at::Tensor> statistics;
-    for (auto& b : buffers_)
-      if (b.is_floating_point()) statistics.push_back(b);
-    parallelism_.mean(statistics);
   }
   in_step_ = false;
   ++steps_;

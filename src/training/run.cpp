@@ -284,8 +284,11 @@ RunResult run_training(const RunConfig& config, const data::TrainTest& data, con
           .accumulate_in_grad(true)  // the Trainer's closure never zeroes .grad
           .check_finite_every(check_finite_interval(control, config.trainer().on_divergence())));
   run.optimizer->track_buffers(run.model->buffers());
-  const optim::Parallelism& parallelism = control.parallelism();
-  if (parallelism.mode != optim::Parallelism::Mode::kNone) run.optimizer->set_parallelism(parallelism);
+  optim::Parallelism parallelism = control.parallelism();
+  if (parallelism.mode != optim::Parallelism::Mode::kNone) {
+    parallelism.stop_requested = control.stop_requested();
+    run.optimizer->set_parallelism(parallelism);
+  }
   if (config.l2sp() > 0) run.optimizer->add_gradient_term(optim::L2Sp(trainable, config.l2sp()));
 
   TrainerOptions trainer_options = config.trainer();
@@ -307,12 +310,8 @@ RunResult run_training(const RunConfig& config, const data::TrainTest& data, con
   if (parallelism.mode != optim::Parallelism::Mode::kNone)
     trainer.share_evaluation(parallelism.rank, parallelism.size, parallelism.sum);
   if (parallelism.mode != optim::Parallelism::Mode::kNone) {
-    // Every process stops at the same step, or the others would wait for it in the next collective.
-    trainer.set_stop_request([local = control.stop_requested(), sum = parallelism.sum] {
-      const at::Tensor any = at::full({}, local && local() ? 1.0 : 0.0, at::TensorOptions().dtype(at::kFloat));
-      sum({any});
-      return any.item<float>() > 0;
-    });
+    // Every process stops after the same step: the request travels in the step's own collective.
+    trainer.set_stop_request([optimizer = run.optimizer] { return optimizer->stop_requested_anywhere(); });
   } else if (control.stop_requested()) {
     trainer.set_stop_request(control.stop_requested());
   }

@@ -177,6 +177,45 @@ TEST(DataParallel, TwoHalfBatchesEqualOneWholeBatch) {
   }
 }
 
+// One collective per step: the stop flag and the BatchNorm statistics travel with the gradients. A stop that
+// one rank requests before step 3's combination is known to both ranks after step 3, never before; the ranks'
+// statistics stay identical, and SGD's first update is momentum × the whole batch's mean.
+TEST(DataParallel, StopFlagAndBatchNormStatisticsTravelInTheStepsOneCollective) {
+  for (const std::string method : {"sgd", "nso"}) {
+    torch::manual_seed(5);
+    torch::nn::Sequential net(torch::nn::Linear(6, 8), torch::nn::BatchNorm1d(8), torch::nn::Tanh(),
+                              torch::nn::Linear(8, 3));
+    const at::Tensor x = torch::randn({32, 6}), y = torch::randint(0, 3, {32});
+    at::Tensor first_mean;
+    {
+      torch::NoGradGuard no_grad;
+      first_mean = 0.1 * net[0]->as<torch::nn::Linear>()->forward(x).mean(0);
+    }
+    std::vector<torch::nn::Sequential> nets{copy_of(net), copy_of(net)};
+    on_ranks(2, [&](int rank, Communicator& c) {
+      auto o = make_optimizer(nets[rank], method);
+      o->track_buffers(nets[rank]->buffers());
+      int step = 0;
+      optim::Parallelism par = parallelism(optim::Parallelism::Mode::kData, rank, c);
+      par.stop_requested = [&step, rank] { return rank == 1 && step >= 3; };
+      o->set_parallelism(par);
+      for (step = 1; step <= 4; ++step) {
+        const int64_t before = c.collectives();
+        train(*o, nets[rank], x.narrow(0, 16 * rank, 16), y.narrow(0, 16 * rank, 16), 1);
+        EXPECT_EQ(c.collectives() - before, 1) << method << " step " << step;
+        EXPECT_EQ(o->stop_requested_anywhere(), step >= 3) << method << " rank " << rank << " step " << step;
+        if (method == "sgd" && step == 1) {
+          const at::Tensor running = nets[rank][1]->as<torch::nn::BatchNorm1d>()->running_mean;
+          EXPECT_LT((running - first_mean).abs().max().item<double>(), 1e-6);
+        }
+      }
+    });
+    for (size_t j = 0; j < nets[0]->buffers().size(); ++j)
+      EXPECT_TRUE(at::equal(nets[0]->buffers()[j], nets[1]->buffers()[j])) << method << " buffer " << j;
+    EXPECT_EQ(max_difference(nets[0], nets[1]), 0.0) << method;
+  }
+}
+
 // Per-replica SAM (each rank's ascent from its own half) is another method: it must not equal synced.
 TEST(DataParallel, PerReplicaSamAscendsFromEachRanksOwnGradient) {
   const Problem p = make_problem();

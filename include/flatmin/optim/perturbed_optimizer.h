@@ -77,6 +77,9 @@ struct Parallelism {
   /// default: what one process with the whole batch computes) or from each process's own (per-replica:
   /// SAM's m-sharpness with m = the shard).
   bool synced_ascent = true;
+  /// This process's request to stop (a signal), carried in each step's collective so that every process
+  /// learns of any process's request at the same step: PerturbedOptimizer::stop_requested_anywhere().
+  std::function<bool()> stop_requested;
 };
 
 class PerturbedOptimizer : public torch::optim::Optimizer {
@@ -132,6 +135,9 @@ class PerturbedOptimizer : public torch::optim::Optimizer {
   std::vector<double> last_losses() const;
   /// Whether the last step was skipped by check_finite, and what was not finite ("" when not skipped).
   bool last_step_skipped() const { return !non_finite_.empty(); }
+  /// Several processes: whether any of them had requested to stop (Parallelism::stop_requested) when the
+  /// last step combined their work; the same answer on every process. False with one process.
+  bool stop_requested_anywhere() const { return stop_requested_anywhere_; }
   const std::string& last_step_non_finite() const { return non_finite_; }
   /// With check_finite_every > 1: checks the steps since the last check now; "" when all were finite, else
   /// what was not (and last_step_skipped() turns true). A no-op otherwise.
@@ -161,6 +167,7 @@ class PerturbedOptimizer : public torch::optim::Optimizer {
   std::vector<at::Tensor> buffers_delta_sum_;
   int64_t buffer_passes_counted_ = 0;
   bool in_step_ = false;
+  bool stop_requested_anywhere_ = false;
   bool grads_in_place_ = false;       // this pass accumulates straight into .grad
   int64_t steps_ = 0;
   int64_t gradient_evaluations_ = 0;
