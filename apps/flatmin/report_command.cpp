@@ -43,6 +43,7 @@ int run_report(const ReportArgs& a) {
   flatmin::write_text_file((out / "results.md").string(), reports::results_markdown(sweep, report, tables));
   flatmin::write_text_file((out / "results.csv").string(), reports::results_csv(report));
   flatmin::write_text_file((out / "results.json").string(), reports::results_json(sweep, report));
+  flatmin::write_text_file((out / "paired.csv").string(), reports::paired_csv(report));
   flatmin::write_text_file((out / "index.html").string(),
                             reports::html_page(sweep, report, tables, figures, plots.string(), "plots"));
 
@@ -54,7 +55,7 @@ int run_report(const ReportArgs& a) {
             << (sweep.complete ? "" : " | not complete: runs remain to be planned or run") << "\n\n"
             << reports::text_summary(report, tables) << '\n';
   for (const std::string& warning : sweep.warnings) std::cerr << "warning: " << warning << '\n';
-  std::cout << "wrote " << (out / "index.html").string() << ", results.md, results.csv, results.json";
+  std::cout << "wrote " << (out / "index.html").string() << ", results.md, results.csv, results.json, paired.csv";
   if (!a.no_plots) std::cout << " and " << figures.size() << " figures in " << plots.string();
   std::cout << '\n';
   return 0;
@@ -72,8 +73,12 @@ Action add_report_command(CLI::App& app) {
       "gaps, Hessian trace, λ1, gradient evaluations and time; counts the runs failed, diverged or pending.\n"
       "With report.highlight in the manifest: per task, that method's test accuracy difference (points) to the\n"
       "best other method by test accuracy, and its trace / λ1 change (%) against that method and against the\n"
-      "other method with the lowest trace / λ1, and their averages over tasks.\n\n"
-      "Writes OUT/results.md, results.csv (one row per group, full precision), results.json (also every run),\n"
+      "other method with the lowest trace / λ1, and their averages over tasks.\n"
+      "Paired, per task: every method against the reference (report.reference; default the plain base\n"
+      "optimizer, sgd) and against the best other method by test accuracy, seed by seed: the mean difference\n"
+      "± its standard error, the sign count, and two-sided p-values (paired t, exact sign test).\n\n"
+      "Writes OUT/results.md, results.csv (one row per group, full precision), paired.csv (one row per paired\n"
+      "comparison and quantity), results.json (also every run),\n"
       "index.html (self-contained: tables and inline SVG figures) and plots/NAME.{dat,gp,svg,png}: rerun\n"
       "`gnuplot NAME.gp` in OUT/plots after editing a script to restyle a figure.\n\n"
       "Examples:\n"

@@ -175,12 +175,18 @@ Experiment from_json(const json& j, const std::string& file, bool quick) {
   if (j.contains("report")) {
     const json& r = j.at("report");
     if (!r.is_object()) throw Error(file + ": [report] must be a table");
-    e.highlight = string_at(r, "highlight", file + ": report");
+    for (const auto& [key, value] : r.items()) {
+      if (key == "highlight") e.highlight = string_at(r, "highlight", file + ": report");
+      else if (key == "reference") e.reference = string_at(r, "reference", file + ": report");
+      else throw Error(file + ": report." + key + ": unknown (known: highlight, reference)");
+    }
   }
-  if (!e.highlight.empty()) {
+  for (const auto& [key, name] : {std::pair<const char*, const std::string*>{"highlight", &e.highlight},
+                                  {"reference", &e.reference}}) {
+    if (name->empty()) continue;
     bool found = false;
-    for (const auto& m : e.methods) found = found || m.name == e.highlight;
-    if (!found) throw Error(file + ": report.highlight: '" + e.highlight + "' is not one of [methods]");
+    for (const auto& m : e.methods) found = found || m.name == *name;
+    if (!found) throw Error(file + ": report." + key + ": '" + *name + "' is not one of [methods]");
   }
 
   if (quick) {
@@ -252,7 +258,18 @@ std::string Experiment::to_json(int indent) const {
   if (measure) j["measure"] = options_json(*measure);
   j["overrides"] = options_json(overrides);
   j["report"] = {{"highlight", highlight}};
+  if (!reference.empty()) j["report"]["reference"] = reference;  // absent by default: older sweeps still match
   return j.dump(indent);
+}
+
+std::string Experiment::reference_method() const {
+  if (!reference.empty()) return reference;
+  for (const auto& m : methods)
+    if (m.name == "sgd") return m.name;
+  for (const auto& m : methods)
+    if (m.axes.empty() && m.fixed.size() == 1 && m.fixed[0] == std::make_pair(std::string("method"), std::string("sgd")))
+      return m.name;
+  return "";
 }
 
 Experiment parse_experiment(const std::string& text, const std::string& name, bool toml, bool quick) {

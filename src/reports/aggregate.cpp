@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <sstream>
 #include <tuple>
@@ -244,6 +245,59 @@ std::vector<std::pair<std::string, MeanStd>> mean_extra(const std::vector<const 
   return out;
 }
 
+// The per-run quantities a paired comparison differences: GroupSummary's, then the extra ones.
+std::vector<std::pair<std::string, std::function<double(const RunRecord&)>>> paired_quantities(
+    const std::vector<const RunRecord*>& runs) {
+  std::vector<std::pair<std::string, std::function<double(const RunRecord&)>>> q = {
+      {"test_acc", [](const RunRecord& r) { return r.test_acc; }},
+      {"test_loss", [](const RunRecord& r) { return r.test_loss; }},
+      {"gap_loss", [](const RunRecord& r) { return r.test_loss - r.train_loss; }},
+      {"gap_acc", [](const RunRecord& r) { return r.train_acc - r.test_acc; }},
+      {"trace", [](const RunRecord& r) { return r.trace; }},
+      {"lambda1", [](const RunRecord& r) { return r.lambda1; }}};
+  std::vector<std::string> extra;
+  for (const RunRecord* r : runs)
+    for (const std::string& name : extra_names(*r))
+      if (std::find(extra.begin(), extra.end(), name) == extra.end()) extra.push_back(name);
+  for (const std::string& name : extra)
+    q.push_back({name, [name](const RunRecord& r) {
+                   for (const auto& [n, v] : r.extra)
+                     if (n == name) return v;
+                   return kNaN;
+                 }});
+  return q;
+}
+
+// `group` − `against`, seed by seed, over the seeds both have done.
+std::vector<PairedMetric> paired_metrics(const Sweep& sweep, const GroupSummary& group, const GroupSummary& against) {
+  std::map<int64_t, const RunRecord*> theirs;
+  for (size_t i : against.runs)
+    if (sweep.runs[i].done()) theirs[sweep.runs[i].seed] = &sweep.runs[i];
+  std::vector<std::pair<const RunRecord*, const RunRecord*>> pairs;
+  std::vector<const RunRecord*> both;
+  for (size_t i : group.runs) {
+    const RunRecord& r = sweep.runs[i];
+    const auto it = theirs.find(r.seed);
+    if (!r.done() || it == theirs.end()) continue;
+    pairs.push_back({&r, it->second});
+    both.push_back(&r);
+    both.push_back(it->second);
+  }
+  std::vector<PairedMetric> metrics;
+  for (const auto& [name, get] : paired_quantities(both)) {
+    std::vector<double> differences, reference;
+    for (const auto& [mine, other] : pairs) {
+      const double a = get(*mine), b = get(*other);
+      if (!std::isfinite(a) || !std::isfinite(b)) continue;
+      differences.push_back(a - b);
+      reference.push_back(b);
+    }
+    if (differences.empty()) continue;
+    metrics.push_back({name, paired_stats(differences), mean_std(reference).mean});
+  }
+  return metrics;
+}
+
 }  // namespace
 
 // ------------------------------------------------------------------------------------------------ stats
@@ -347,8 +401,10 @@ Sweep load_sweep(const std::string& root) {
     }
     if (manifest.contains("complete") && manifest.at("complete").is_boolean())
       sweep.complete = manifest.at("complete").get<bool>();
-    if (manifest.contains("report") && manifest.at("report").is_object())
+    if (manifest.contains("report") && manifest.at("report").is_object()) {
       sweep.highlight = string_or(manifest.at("report"), "highlight", "");
+      sweep.reference = string_or(manifest.at("report"), "reference", "");
+    }
   } catch (const std::exception& e) {
     throw Error(where + e.what());
   }
@@ -360,6 +416,9 @@ Sweep load_sweep(const std::string& root) {
       throw Error(where + "runs[" + std::to_string(i) + "]: " + e.what());
     }
   }
+  if (!(manifest.contains("report") && manifest.at("report").is_object() && manifest.at("report").contains("reference")) &&
+      std::any_of(sweep.runs.begin(), sweep.runs.end(), [](const RunRecord& r) { return r.method == "sgd"; }))
+    sweep.reference = "sgd";  // written before report.reference existed: the plain base optimizer
   if (!sweep.highlight.empty() && std::none_of(sweep.runs.begin(), sweep.runs.end(), [&](const RunRecord& r) {
         return r.method == sweep.highlight && r.has_role("final");
       }))
@@ -422,6 +481,12 @@ Sweep load_sweep(const std::string& root) {
 
 // ------------------------------------------------------------------------------------------ aggregation
 
+std::string Report::label(const GroupSummary& g) const {
+  const std::vector<const GroupSummary*> same_task = groups_of(g.task);
+  const auto same_method = std::count_if(same_task.begin(), same_task.end(), [&](auto* o) { return o->method == g.method; });
+  return same_method > 1 ? g.method + " (" + g.setting_name + ")" : g.method;
+}
+
 std::vector<const GroupSummary*> Report::groups_of(const std::string& task) const {
   std::vector<const GroupSummary*> out;
   for (const GroupSummary& g : groups)
@@ -475,13 +540,34 @@ Report aggregate(const Sweep& sweep) {
     }
   }
 
+  // Paired: every group against the reference method and against the best other method by test accuracy.
+  for (const std::string& task : report.tasks) {
+    const std::vector<const GroupSummary*> groups = report.groups_of(task);
+    auto best_accuracy = [&](auto keep) -> const GroupSummary* {
+      const GroupSummary* chosen = nullptr;
+      for (const GroupSummary* g : groups)
+        if (keep(g) && std::isfinite(g->test_acc.mean) && (!chosen || g->test_acc.mean > chosen->test_acc.mean))
+          chosen = g;
+      return chosen;
+    };
+    const GroupSummary* reference = sweep.reference.empty() ? nullptr : best_accuracy([&](const GroupSummary* g) {
+      return g->method == sweep.reference;
+    });
+    for (const GroupSummary* g : groups) {
+      auto compare = [&](const GroupSummary* against, const char* basis) {
+        PairedComparison c{task, report.label(*g), report.label(*against), basis, paired_metrics(sweep, *g, *against)};
+        if (!c.metrics.empty()) report.paired.push_back(std::move(c));
+      };
+      if (reference && g->method != reference->method) compare(reference, "reference");
+      const GroupSummary* other = best_accuracy([&](const GroupSummary* o) { return o->method != g->method; });
+      if (other && other != reference) compare(other, "best other");
+    }
+  }
+
   if (sweep.highlight.empty()) return report;
   for (const std::string& task : report.tasks) {
     const std::vector<const GroupSummary*> groups = report.groups_of(task);
-    auto label = [&](const GroupSummary* g) {
-      const auto same_method = std::count_if(groups.begin(), groups.end(), [&](auto* o) { return o->method == g->method; });
-      return same_method > 1 ? g->method + " (" + g->setting_name + ")" : g->method;
-    };
+    auto label = [&](const GroupSummary* g) { return report.label(*g); };
     // The best by a mean, over the groups that pass `keep`; `better(a, b)`: a beats b. Ties: the first.
     auto best = [&](auto keep, auto value, auto better) -> const GroupSummary* {
       const GroupSummary* chosen = nullptr;

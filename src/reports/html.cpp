@@ -210,7 +210,8 @@ std::string html_page(const Sweep& sweep, const Report& report, const std::vecto
     html << "<section id=\"task-" << html_escape(file_stem(t.task)) << "\">\n";
     write_table(html, t, true);
     for (const Table& gaps : tables)
-      if (gaps.kind == TableKind::kNoiseStability && gaps.task == t.task) write_table(html, gaps, true);
+      if ((gaps.kind == TableKind::kNoiseStability || gaps.kind == TableKind::kPaired) && gaps.task == t.task)
+        write_table(html, gaps, true);
     html << "<div class=\"figures\">\n";
     for (const Figure& f : figures)
       if (f.task == t.task) write_figure(html, f, ++number, plots_dir, plots_href);

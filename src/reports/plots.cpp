@@ -224,6 +224,8 @@ class PlotWriter {
              [](const CurvePoint& p) { return p.lambda1; });
       for (const Series& s : series)
         if (!s.group->gaps.empty()) noise_stability(task, s, unique_stem(stem + "-" + file_stem(s.label) + "-gap"));
+      paired(task, stem + "-paired-acc", "test_acc", "test accuracy", "points", 100);
+      paired(task, stem + "-paired-trace", "trace", "Hessian trace", "", 1);
     }
     return figures_;
   }
@@ -323,6 +325,42 @@ class PlotWriter {
                              " using 1:3:(sd(4)):6:xtic(2) with yerrorbars lc rgb variable lw 2 pt 7 ps 1.5\n";
     emit(task, stem, dat.str(), script(stem, title, settings, plot, options_.formats()),
          title + ": mean over seeds, error bars ±1 standard deviation.");
+  }
+
+  // Each method's paired difference from the reference in one quantity: the mean over seeds ± its standard
+  // error, against a zero line (a bar that crosses it is no detectable difference).
+  void paired(const std::string& task, const std::string& stem, const std::string& quantity,
+              const std::string& name, const std::string& unit, double scale) {
+    std::ostringstream dat;
+    dat << comment(name + " difference (method − reference), task " + task +
+                   ": per-seed paired differences, their mean and standard error")
+        << comment("columns: x method mean std_error n positive negative colour (0xRRGGBB as an integer)");
+    int x = 0;
+    std::string against;
+    for (const PairedComparison& c : report_.paired) {
+      if (c.task != task || c.basis != "reference") continue;
+      for (const PairedMetric& m : c.metrics) {
+        if (m.name != quantity || !std::isfinite(m.stats.mean)) continue;
+        const auto colour = colours_.count(c.group) ? colours_.at(c.group) : kPalette.front();
+        dat << x++ << ' ' << dat_label(c.group) << ' ' << number(m.stats.mean * scale) << ' '
+            << number(m.stats.std_error * scale) << ' ' << m.stats.n << ' ' << m.stats.positive << ' '
+            << m.stats.negative << ' ' << std::stol(colour.substr(1), nullptr, 16) << '\n';
+        against = c.against;
+      }
+    }
+    if (x == 0) return;
+    const std::string ylabel = axis_label(name + " − " + against, unit);
+    const std::string title = task + ": " + name + " paired against " + against;
+    const std::string settings = "set title " + gp_string(title + ", mean ± 1 standard error over seeds") +
+                                 "\nset ylabel " + gp_string(ylabel) + "\nset xrange [-0.5:" + std::to_string(x) +
+                                 "-0.5]\nset offsets 0, 0, graph 0.08, graph 0.08\nset xtics nomirror" +
+                                 (x > 5 ? " rotate by -25" : "") +
+                                 "\nset grid ytics lc rgb '#dddddd'\nset xzeroaxis lt 1 lc rgb '#333333'\nunset key\n";
+    const std::string plot = "plot " + gp_string(stem + ".dat") +
+                             " using 1:3:(sd(4)):8:xtic(2) with yerrorbars lc rgb variable lw 2 pt 7 ps 1.5\n";
+    emit(task, stem, dat.str(), script(stem, title, settings, plot, options_.formats()),
+         title + ": per-seed differences (the seeds share data, initialisation and order), their mean, error bars ±1 "
+                 "standard error; a bar across zero is no detectable difference.");
   }
 
   // The noise-stability gap against σ, one colour per noise law, with its quadratic prediction σ²/2·Tr

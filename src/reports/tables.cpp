@@ -165,6 +165,47 @@ Table noise_stability_table(const Report& report, const std::string& task) {
   return t;
 }
 
+bool is_accuracy(const std::string& quantity) { return quantity == "test_acc" || quantity == "gap_acc"; }
+
+// Per task, every paired comparison: the per-seed differences of each quantity, with their tests.
+Table paired_table(const Sweep& sweep, const Report& report, const std::string& task) {
+  Table t;
+  t.kind = TableKind::kPaired;
+  t.title = "Paired differences, task " + task;
+  t.task = task;
+  t.header = {"method", "against", "quantity", "seeds", "difference", "relative", "seeds + / −", "p (paired t)",
+              "p (sign)"};
+  for (const PairedComparison& c : report.paired) {
+    if (c.task != task) continue;
+    bool first = true;
+    for (const PairedMetric& m : c.metrics) {
+      const bool points = is_accuracy(m.name);
+      const double scale = points ? 100 : 1;
+      const char* spec = points ? "%+.2f" : "%+.4g";
+      std::string difference = format(m.stats.mean * scale, spec);
+      if (std::isfinite(m.stats.std_error))
+        difference += " ± " + format(m.stats.std_error * scale, points ? "%.2f" : "%.2g");
+      t.rows.push_back({first ? c.group : "", first ? c.against + (c.basis == "reference" ? "" : " (best other)") : "",
+                        quantity_label(m.name), std::to_string(m.stats.n), difference,
+                        points || m.against_mean == 0 ? ""
+                                                      : signed_change(100 * m.stats.mean / std::fabs(m.against_mean),
+                                                                      "%.1f", "%"),
+                        std::to_string(m.stats.positive) + " / " + std::to_string(m.stats.negative),
+                        format(m.stats.t_p, "%.3g"), format(m.stats.sign_p, "%.3g")});
+      t.emphasized.push_back(false);
+      first = false;
+    }
+  }
+  t.notes = {"difference: the mean over seeds of (method − against) computed seed by seed (the seeds share the "
+             "data, the initialisation and the order), ± its standard error (SD/√n); accuracies in points. "
+             "relative: that mean as a percentage of against's mean over the same seeds.",
+             "against: the reference method (" + (sweep.reference.empty() ? std::string("none") : sweep.reference) +
+             ", its setting with the best mean test accuracy) and, where it is another, the other method with the "
+             "best mean test accuracy. seeds + / −: how many differences are positive / negative. p: two-sided, "
+             "the paired t test (n − 1 degrees of freedom) and the exact sign test (zero differences left out)."};
+  return t;
+}
+
 Table comparison_table(const Report& report) {
   Table t;
   t.kind = TableKind::kComparison;
@@ -236,6 +277,10 @@ std::vector<Table> result_tables(const Sweep& sweep, const Report& report) {
   for (const std::string& task : report.tasks) {
     Table gaps = noise_stability_table(report, task);
     if (!gaps.rows.empty()) tables.push_back(std::move(gaps));
+  }
+  for (const std::string& task : report.tasks) {
+    Table paired = paired_table(sweep, report, task);
+    if (!paired.rows.empty()) tables.push_back(std::move(paired));
   }
   if (!report.comparisons.empty()) tables.push_back(comparison_table(report));
   if (!sweep.selection.empty()) tables.push_back(selection_table(sweep));
@@ -347,6 +392,28 @@ std::string results_csv(const Report& report) {
   return csv.str();
 }
 
+std::string quantity_label(const std::string& name) {
+  static const std::vector<std::pair<std::string, std::string>> labels = {
+      {"test_acc", "test acc (pts)"}, {"test_loss", "test loss"},   {"gap_loss", "loss gap"},
+      {"gap_acc", "acc gap (pts)"},   {"trace", "Hessian trace"}, {"lambda1", "λ1"}};
+  for (const auto& [key, label] : labels)
+    if (key == name) return label;
+  return name;
+}
+
+std::string paired_csv(const Report& report) {
+  std::ostringstream csv;
+  csv << "task,method,against,basis,quantity,n,mean,std,std_error,positive,negative,t_p,sign_p,against_mean\n";
+  for (const PairedComparison& c : report.paired)
+    for (const PairedMetric& m : c.metrics)
+      csv << csv_text(c.task) << ',' << csv_text(c.group) << ',' << csv_text(c.against) << ',' << csv_text(c.basis)
+          << ',' << csv_text(m.name) << ',' << m.stats.n << ',' << full_precision(m.stats.mean) << ','
+          << full_precision(m.stats.std) << ',' << full_precision(m.stats.std_error) << ',' << m.stats.positive << ','
+          << m.stats.negative << ',' << full_precision(m.stats.t_p) << ',' << full_precision(m.stats.sign_p) << ','
+          << full_precision(m.against_mean) << '\n';
+  return csv.str();
+}
+
 std::string results_json(const Sweep& sweep, const Report& report) {
   json j;
   j["format"] = "flatmin-report/1";
@@ -355,6 +422,7 @@ std::string results_json(const Sweep& sweep, const Report& report) {
   j["select"] = sweep.select_metric.empty() ? json(nullptr)
                                             : json{{"metric", sweep.select_metric}, {"mode", sweep.select_mode}};
   j["highlight"] = sweep.highlight.empty() ? json(nullptr) : json(sweep.highlight);
+  j["reference"] = sweep.reference.empty() ? json(nullptr) : json(sweep.reference);
   j["complete"] = sweep.complete;
   j["tasks"] = report.tasks;
   json groups = json::array();
@@ -395,6 +463,18 @@ std::string results_json(const Sweep& sweep, const Report& report) {
   for (const Comparison& c : report.comparisons) comparisons.push_back(comparison_json(c));
   j["comparisons"] = comparisons;
   j["average"] = report.average ? comparison_json(*report.average) : json(nullptr);
+  json paired = json::array();
+  for (const PairedComparison& c : report.paired) {
+    json metrics = json::array();
+    for (const PairedMetric& m : c.metrics)
+      metrics.push_back({{"quantity", m.name}, {"n", m.stats.n}, {"mean", m.stats.mean}, {"std", m.stats.std},
+                         {"std_error", m.stats.std_error}, {"positive", m.stats.positive},
+                         {"negative", m.stats.negative}, {"t_p", m.stats.t_p}, {"sign_p", m.stats.sign_p},
+                         {"against_mean", m.against_mean}});
+    paired.push_back({{"task", c.task}, {"method", c.group}, {"against", c.against}, {"basis", c.basis},
+                      {"metrics", metrics}});
+  }
+  j["paired"] = paired;
   json selection = json::array();
   for (const SelectionGroup& g : sweep.selection) {
     json candidates = json::array();

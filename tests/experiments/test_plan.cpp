@@ -219,6 +219,27 @@ TEST(ExperimentFile, ErrorsNameTheFileAndThePlace) {
   EXPECT_NE(message("name = \"x\"\n[train]\nlr = { a = 1 }").find("train.lr"), std::string::npos);
 }
 
+// The paired comparisons' reference: given, or the plain base optimizer; a name that is no method is refused.
+TEST(ExperimentFile, ReportReferenceIsGivenOrThePlainBaseOptimizer) {
+  const auto parse = [](const std::string& text) { return fx::parse_experiment(text, "x.toml", true); };
+  EXPECT_EQ(parse("name = \"x\"\n[methods.sgd]\nmethod = \"sgd\"\n[methods.nso]\nmethod = \"nso\"").reference_method(),
+            "sgd");
+  EXPECT_EQ(parse("name = \"x\"\n[methods.ls]\nmethod = \"sgd\"\nlabel-smoothing = 0.1\n[methods.base]\n"
+                  "method = \"sgd\"\n[methods.nso]\nmethod = \"nso\"").reference_method(),
+            "base");  // the first whose only option is method = "sgd"
+  const fx::Experiment given =
+      parse("name = \"x\"\n[methods.gd]\nmethod = \"sgd\"\n[methods.nso]\nmethod = \"nso\"\n[report]\nreference = \"nso\"");
+  EXPECT_EQ(given.reference_method(), "nso");
+  EXPECT_NE(given.to_json().find("\"reference\""), std::string::npos);
+  EXPECT_EQ(parse("name = \"x\"\n[methods.nso]\nmethod = \"nso\"").reference_method(), "");
+  // Without [report] reference the stored experiment is as before (older sweeps still match).
+  EXPECT_EQ(parse("name = \"x\"\n[methods.sgd]\nmethod = \"sgd\"").to_json().find("\"reference\""), std::string::npos);
+  EXPECT_NE(parse_error("name = \"x\"\n[methods.sgd]\nmethod = \"sgd\"\n[report]\nreference = \"adam\"")
+                .find("report.reference: 'adam' is not one of [methods]"),
+            std::string::npos);
+  EXPECT_NE(parse_error("name = \"x\"\n[report]\nbaseline = \"sgd\"").find("report.baseline: unknown"), std::string::npos);
+}
+
 TEST(ExperimentFile, CommandIsTrainOrSensing) {
   const auto message = parse_error;
   EXPECT_NE(message("name = \"x\"\ncommand = \"evaluate\"").find("not train or sensing"), std::string::npos);

@@ -20,15 +20,17 @@ command -v chromium > /dev/null || { echo "SKIP: chromium not found"; exit 77; }
 cat "$dir/stdout"
 [ -s "$dir/stderr" ] && { cat "$dir/stderr"; fail "warnings on a complete sweep"; }
 out=$dir/sweep/report
-for f in results.md results.csv results.json index.html; do [ -s "$out/$f" ] || fail "no $out/$f"; done
+for f in results.md results.csv results.json paired.csv index.html; do [ -s "$out/$f" ] || fail "no $out/$f"; done
 grep -q "^\* nso" "$dir/stdout" || fail "the summary does not mark the highlighted method"
 grep -qF "test accuracy +0.50 points" "$dir/stdout" || fail "the summary lacks the average accuracy change"
 [ "$(wc -l < "$out/results.csv")" -eq 7 ] || fail "results.csv: expected a header and 6 groups"
+grep -q "^fm5-50,nso,sgd,reference,test_acc,3," "$out/paired.csv" || fail "paired.csv: no nso − sgd accuracy row"
+grep -qF "## Paired differences, task fm5-50" "$out/results.md" || fail "results.md: no paired table"
 
 figures=()
 for task in fm5-50 c10_5; do
   for kind in val-acc val-loss objective test-acc test-loss train-loss loss-gap final-acc trace lambda1 trace-epochs \
-              lambda1-epochs; do
+              lambda1-epochs paired-acc paired-trace; do
     figures+=("$task-$kind")
   done
 done
@@ -49,7 +51,7 @@ browser=(chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --user
 count() { grep -o "$1" "$dir/dom.html" | wc -l; }
 [ "$(count '<svg')" -eq ${#figures[@]} ] || fail "$(count '<svg') inline SVGs in the DOM, expected ${#figures[@]}"
 [ "$(count '<figcaption')" -eq ${#figures[@]} ] || fail "$(count '<figcaption') figure captions, expected ${#figures[@]}"
-[ "$(count '<table')" -eq 5 ] || fail "$(count '<table') tables, expected 5 (comparison, 2 tasks, selection, runs not done)"
+[ "$(count '<table')" -eq 7 ] || fail "$(count '<table') tables, expected 7 (comparison, 2 tasks and their paired differences, selection, runs not done)"
 grep -qF "Fine-tuning on &lt;small&gt; targets" "$dir/dom.html" || fail "the description is not escaped text"
 for f in "${figures[@]}"; do grep -qF "id=\"fig-$f\"" "$dir/dom.html" || fail "figure $f not in the DOM"; done
 

@@ -368,6 +368,78 @@ TEST_F(ReportFakeSweep, HighlightComparedWithTheBestAndTheFlattestOtherMethod) {
       << highlight_sentence(report);
 }
 
+// Paired by seed (fake_sweep.h): the reference is sgd (a manifest without report.reference, and an sgd
+// method); every other group against it, and against the best other method by mean test accuracy.
+TEST_F(ReportFakeSweep, PairedAgainstTheReferenceAndTheBestOtherSeedBySeed) {
+  const Sweep sweep = load();
+  EXPECT_EQ(sweep.reference, "sgd");
+  const Report report = aggregate(sweep);
+  auto find = [&](const std::string& task, const std::string& method, const std::string& basis) {
+    for (const PairedComparison& c : report.paired)
+      if (c.task == task && c.group == method && c.basis == basis) return c;
+    throw std::runtime_error("no paired comparison " + task + "/" + method + "/" + basis);
+  };
+  auto metric = [](const PairedComparison& c, const std::string& name) {
+    for (const PairedMetric& m : c.metrics)
+      if (m.name == name) return m;
+    throw std::runtime_error("no quantity " + name);
+  };
+  // fm5-50, nso − sgd over seeds 0-2: accuracy +.02 +.03 +.04; trace −10 −10 (seeds 0, 1).
+  const PairedComparison nso = find("fm5-50", "nso", "reference");
+  EXPECT_EQ(nso.against, "sgd");
+  const PairedMetric acc = metric(nso, "test_acc");
+  EXPECT_EQ(acc.stats.n, 3);
+  EXPECT_NEAR(acc.stats.mean, 0.03, kTol);
+  EXPECT_NEAR(acc.stats.std_error, 0.01 / std::sqrt(3.0), kTol);
+  EXPECT_EQ(acc.stats.positive, 3);
+  EXPECT_DOUBLE_EQ(acc.stats.sign_p, 0.25);
+  EXPECT_NEAR(acc.stats.t_p, 1 - std::sqrt(27.0 / 29.0), 1e-9);  // t² = 27, df 2: 1 − |t|/√(2 + t²)
+  EXPECT_NEAR(acc.against_mean, 0.79, kTol);
+  const PairedMetric trace = metric(nso, "trace");
+  EXPECT_EQ(trace.stats.n, 2);
+  EXPECT_NEAR(trace.stats.mean, -10, kTol);
+  EXPECT_EQ(trace.stats.negative, 2);
+  EXPECT_EQ(trace.stats.t_p, 0.0);  // the same difference on both seeds
+  EXPECT_NEAR(trace.against_mean, 21, kTol);
+  EXPECT_NEAR(metric(nso, "gap_acc").stats.mean, 0.0, 1e-9);  // train = test + .12 everywhere
+  // The best other than nso is label-smoothing (.805 > .79): seeds 0, 1 only (seed 2 failed); one tie.
+  const PairedComparison nso_best = find("fm5-50", "nso", "best other");
+  EXPECT_EQ(nso_best.against, "label-smoothing");
+  EXPECT_EQ(metric(nso_best, "test_acc").stats.n, 2);
+  EXPECT_NEAR(metric(nso_best, "test_acc").stats.mean, 0.005, kTol);
+  EXPECT_EQ(metric(nso_best, "test_acc").stats.positive, 1);
+  EXPECT_EQ(metric(nso_best, "test_acc").stats.negative, 0);
+  // The reference itself: only against the best other (nso); label-smoothing's best other is nso too.
+  EXPECT_EQ(find("fm5-50", "sgd", "best other").against, "nso");
+  EXPECT_THROW(find("fm5-50", "sgd", "reference"), std::runtime_error);
+  EXPECT_EQ(find("fm5-50", "label-smoothing", "best other").against, "nso");
+  // c10_5: sgd's seed 2 diverged, so nso − sgd pairs seeds 0 and 1: −.01 −.01.
+  const PairedMetric c10 = metric(find("c10_5", "nso", "reference"), "test_acc");
+  EXPECT_EQ(c10.stats.n, 2);
+  EXPECT_NEAR(c10.stats.mean, -0.01, kTol);
+  EXPECT_EQ(c10.stats.negative, 2);
+
+  // The table, the CSV and the JSON carry the same numbers.
+  const std::vector<Table> tables = result_tables(sweep, report);
+  const auto paired_table = std::find_if(tables.begin(), tables.end(), [](const Table& t) {
+    return t.kind == TableKind::kPaired && t.task == "fm5-50";
+  });
+  ASSERT_NE(paired_table, tables.end());
+  bool found = false;
+  for (const auto& row : paired_table->rows)
+    found = found || (row[0] == "nso" && row[2] == "test acc (pts)" && row[4] == "+3.00 ± 0.58" && row[6] == "3 / 0");
+  EXPECT_TRUE(found);
+  found = false;  // the trace: −10 against sgd's 21 over the same seeds, −47.6%
+  for (const auto& row : paired_table->rows)
+    found = found || (row[2] == "Hessian trace" && row[4] == "-10 ± 0" && row[5] == "-47.6%");
+  EXPECT_TRUE(found);
+  const std::string csv = paired_csv(report);
+  EXPECT_NE(csv.find("fm5-50,nso,sgd,reference,trace,2,-10,0,0,0,2,0,0.5,21\n"), std::string::npos) << csv;
+  const auto j = nlohmann::json::parse(results_json(sweep, report));
+  EXPECT_EQ(j.at("reference"), "sgd");
+  EXPECT_EQ(j.at("paired").size(), report.paired.size());
+}
+
 TEST(ReportAggregate, NoHighlightNoComparison) {
   Sweep sweep;
   RunRecord r;
@@ -540,7 +612,7 @@ TEST_F(ReportFakeSweep, TablesShowMeanStdAndMarkTheHighlight) {
   const Sweep sweep = load();
   const Report report = aggregate(sweep);
   const std::vector<Table> tables = result_tables(sweep, report);
-  ASSERT_EQ(tables.size(), 4u);  // 2 tasks, the comparison, the selection grid
+  ASSERT_EQ(tables.size(), 6u);  // 2 tasks, their paired differences, the comparison, the selection grid
   const Table& fm = tables[0];
   EXPECT_EQ(fm.task, "fm5-50");
   auto cell = [&](const Table& t, size_t row, const std::string& column) {
@@ -552,12 +624,14 @@ TEST_F(ReportFakeSweep, TablesShowMeanStdAndMarkTheHighlight) {
   EXPECT_EQ(cell(fm, 1, "failed / diverged / pending"), "1 / 0 / 0");
   EXPECT_EQ(cell(fm, 2, "Hessian trace"), "11 ± 1.4 (n=2)");
   EXPECT_EQ(fm.emphasized, (std::vector<bool>{false, false, true}));
-  EXPECT_EQ(tables[2].kind, TableKind::kComparison);
-  EXPECT_EQ(tables[2].rows.back()[0], "average");
-  EXPECT_EQ(tables[3].kind, TableKind::kSelection);
-  EXPECT_EQ(tables[3].rows.size(), 10u);  // candidates: (1 + 2 + 2) per task
-  EXPECT_EQ(cell(tables[3], 3, "chosen"), "✓");  // nso sigma=0.01
-  EXPECT_EQ(cell(tables[3], 4, "chosen"), "");
+  EXPECT_EQ(tables[2].kind, TableKind::kPaired);
+  EXPECT_EQ(tables[3].kind, TableKind::kPaired);
+  EXPECT_EQ(tables[4].kind, TableKind::kComparison);
+  EXPECT_EQ(tables[4].rows.back()[0], "average");
+  EXPECT_EQ(tables[5].kind, TableKind::kSelection);
+  EXPECT_EQ(tables[5].rows.size(), 10u);  // candidates: (1 + 2 + 2) per task
+  EXPECT_EQ(cell(tables[5], 3, "chosen"), "✓");  // nso sigma=0.01
+  EXPECT_EQ(cell(tables[5], 4, "chosen"), "");
 
   const std::string md = results_markdown(sweep, report, tables);
   EXPECT_NE(md.find("| **nso** | **sigma=0.01** | **3** | **82.00 ± 2.00** |"), std::string::npos) << md;
@@ -608,9 +682,9 @@ TEST_F(ReportFakeSweep, PlotFilesWithoutGnuplot) {
   std::vector<std::string> warnings;
   const std::vector<Figure> figures =
       write_plots(report, (out / "plots").string(), PlotOptions().gnuplot("/nonexistent/gnuplot"), warnings);
-  // 12 per task: validation acc and loss, objective, test acc and loss, train loss, loss gap, final acc, trace,
-  // λ1, trace and λ1 per epoch
-  ASSERT_EQ(figures.size(), 24u);
+  // 14 per task: validation acc and loss, objective, test acc and loss, train loss, loss gap, final acc, trace,
+  // λ1, trace and λ1 per epoch, and the paired differences of accuracy and trace against sgd
+  ASSERT_EQ(figures.size(), 28u);
   ASSERT_EQ(warnings.size(), 1u);  // once, not per figure
   EXPECT_NE(warnings[0].find("/nonexistent/gnuplot: not found"), std::string::npos) << warnings[0];
   for (const Figure& f : figures) {
@@ -633,6 +707,13 @@ TEST_F(ReportFakeSweep, PlotFilesWithoutGnuplot) {
   ASSERT_EQ(rows.size(), 3u);
   EXPECT_EQ(rows[2].rfind("2 \"nso\" 82 2 3 ", 0), 0u) << rows[2];
   EXPECT_EQ(rows[1].rfind("1 \"label-smoothing\" 80.5 0.7071067812 2 ", 0), 0u) << rows[1];
+  // The paired accuracy differences against sgd: label-smoothing +2 (seeds 0, 1), nso +3 ± 0.577 (3 of 3).
+  std::istringstream paired(read(out / "plots/fm5-50-paired-acc.dat"));
+  rows.clear();
+  for (std::string line; std::getline(paired, line);)
+    if (line[0] != '#') rows.push_back(line);
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[1].rfind("1 \"nso\" 3 0.5773502692 3 3 0 ", 0), 0u) << rows[1];
   // Formats gnuplot is not asked for are refused.
   EXPECT_THROW(write_plots(report, (out / "p2").string(), PlotOptions().formats({"jpeg"}), warnings), flatmin::Error);
 }

@@ -61,9 +61,16 @@ struct Experiment {
   std::optional<Options> measure;         ///< `flatmin geometry` options for every reported run
   Options overrides;                      ///< applied last to every run (the --quick form); replaces axes
   std::string highlight;                  ///< the method whose change the report states ([report] highlight)
+  /// The method every other is compared with, seed by seed ([report] reference); empty: the plain base
+  /// optimizer (reference_method()).
+  std::string reference;
   /// The command every run is: "train" (default) or "sensing" (the matrix sensing simulation: no
   /// pretraining, no [measure]; its runs write their exact Hessian trace themselves).
   std::string command = "train";
+
+  /// The paired comparisons' reference: `reference` when given, else the method named "sgd", else the first
+  /// whose only option is method = "sgd" (the base optimizer alone); empty when there is none.
+  std::string reference_method() const;
 
   /// The experiment as normalised JSON (what the sweep stores and compares on a rerun).
   std::string to_json(int indent = 2) const;

@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "flatmin/reports/statistics.h"
+
 namespace flatmin::reports {
 
 /// The one format of a sweep root this reader understands (manifest.json's "format").
@@ -117,6 +119,9 @@ struct Sweep {
   std::string name, file, description, command;  ///< manifest.json's "experiment"
   std::string select_metric, select_mode;        ///< empty when the sweep selects nothing
   std::string highlight;                         ///< "report.highlight"; empty when absent
+  /// "report.reference": the method every other is compared with seed by seed; a sweep written before it
+  /// existed: "sgd" when that method has final runs, else empty.
+  std::string reference;
   bool complete = true;  ///< manifest "complete": false while runs are still to be planned (selection pending)
   std::vector<RunRecord> runs;                   ///< in manifest order
   std::vector<SelectionGroup> selection;         ///< selection.json's groups
@@ -196,6 +201,26 @@ struct Comparison {
   double lambda1_vs_lowest = std::numeric_limits<double>::quiet_NaN();
 };
 
+/// One quantity's per-seed differences between two groups of a task: group − against, over the seeds
+/// both have done with a finite value (seeds share data, initialisation and order: the comparison is paired).
+struct PairedMetric {
+  /// "test_acc", "test_loss", "gap_loss", "gap_acc" (as in GroupSummary), "trace", "lambda1", or the name
+  /// of a run's extra quantity.
+  std::string name;
+  PairedStats stats;  ///< in the quantity's own units (accuracies as fractions)
+  double against_mean = std::numeric_limits<double>::quiet_NaN();  ///< `against` over the same seeds
+};
+
+/// A group against another group of the same task, paired by seed.
+struct PairedComparison {
+  std::string task;
+  std::string group, against;  ///< labels: the method, "method (setting)" where the task has several of it
+  /// Why `against`: "reference" (the sweep's reference method) or "best other" (the other method with the
+  /// best mean test accuracy, when that is not the reference).
+  std::string basis;
+  std::vector<PairedMetric> metrics;  ///< the quantities with at least one pair, in a fixed order
+};
+
 struct Report {
   std::vector<std::string> tasks;  ///< in manifest order
   std::vector<GroupSummary> groups;  ///< by task, then methods in manifest order
@@ -203,7 +228,12 @@ struct Report {
   /// The mean over tasks of each per-task change, over the tasks where it is finite (task = "average",
   /// highlight = the method, the other names empty); absent when `comparisons` is empty.
   std::optional<Comparison> average;
+  /// Per task: every group against the reference method's group (its best by mean test accuracy) and
+  /// against the best other method, paired by seed; empty without a reference and with fewer than two groups.
+  std::vector<PairedComparison> paired;
   std::vector<const GroupSummary*> groups_of(const std::string& task) const;
+  /// A group's name in tables and legends: its method, with its setting where the task has several of it.
+  std::string label(const GroupSummary& g) const;
 };
 
 /// Groups the final runs of `sweep` by (task, method, setting) and compares the highlighted method per task.

@@ -9,7 +9,7 @@
 
 namespace flatmin::reports {
 
-enum class TableKind { kTask, kNoiseStability, kComparison, kSelection };
+enum class TableKind { kTask, kNoiseStability, kPaired, kComparison, kSelection };
 
 /// A table of display strings (numbers already formatted, units in the header).
 struct Table {
@@ -23,8 +23,9 @@ struct Table {
 };
 
 /// One table per task (rows = the final groups, in manifest order), a noise-stability table per task whose
-/// runs measured the perturbation gap (rows = method × noise law × σ), then the highlighted method's relative
-/// changes (when the manifest names one), then the selection grid (when the sweep selected).
+/// runs measured the perturbation gap (rows = method × noise law × σ), a paired-differences table per task
+/// (rows = comparison × quantity), then the highlighted method's relative changes (when the manifest names
+/// one), then the selection grid (when the sweep selected).
 std::vector<Table> result_tables(const Sweep& sweep, const Report& report);
 
 /// "Averaged over 2 tasks, nso vs ...": the highlight summary in one sentence; empty without comparisons.
@@ -40,6 +41,13 @@ std::string results_markdown(const Sweep& sweep, const Report& report, const std
 /// results.csv: one row per group, every statistic at full precision (%.17g; accuracies as fractions;
 /// "nan" where undefined).
 std::string results_csv(const Report& report);
+
+/// paired.csv: one row per paired comparison and quantity (Report::paired), at full precision: task,
+/// method, against, basis, quantity, n, mean, std, std_error, positive, negative, t_p, sign_p, against_mean.
+std::string paired_csv(const Report& report);
+
+/// A quantity's name for people: "test acc (pts)", "Hessian trace", or the name itself.
+std::string quantity_label(const std::string& name);
 
 /// results.json: the experiment, the groups (each statistic as {mean, std, n}; null where undefined), the
 /// comparisons and their average, the selection grid, every run's values, the warnings.
