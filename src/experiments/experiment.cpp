@@ -166,9 +166,15 @@ Experiment from_json(const json& j, const std::string& file, bool quick) {
       sel.maximize = mode == "max";
     }
     if (s.contains("seeds")) sel.seeds = seed_list(s.at("seeds"), file + ": select.seeds");
+    if (s.contains("extend_edges")) {
+      const json& x = s.at("extend_edges");
+      if (!x.is_number_integer() || x.get<int64_t>() < 0 || x.get<int64_t>() > 10)
+        throw Error(file + ": select.extend_edges: a whole number from 0 to 10 (extensions per axis)");
+      sel.extend_edges = x.get<int64_t>();
+    }
     for (const auto& [key, value] : s.items())
-      if (key != "metric" && key != "mode" && key != "seeds")
-        throw Error(file + ": select." + key + ": unknown (known: metric, mode, seeds)");
+      if (key != "metric" && key != "mode" && key != "seeds" && key != "extend_edges")
+        throw Error(file + ": select." + key + ": unknown (known: metric, mode, seeds, extend_edges)");
     e.select = sel;
   }
   if (j.contains("measure")) e.measure = option_set(j.at("measure"), "", file + ": measure", false).fixed;
@@ -255,6 +261,7 @@ std::string Experiment::to_json(int indent) const {
   for (const auto& m : methods) j["methods"][m.name] = set_json(m);
   if (select)
     j["select"] = {{"metric", select->metric}, {"mode", select->maximize ? "max" : "min"}, {"seeds", select->seeds}};
+  if (select && select->extend_edges > 0) j["select"]["extend_edges"] = select->extend_edges;
   if (measure) j["measure"] = options_json(*measure);
   j["overrides"] = options_json(overrides);
   j["report"] = {{"highlight", highlight}};

@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <limits>
 #include <map>
+#include <optional>
 
 #include <nlohmann/json.hpp>
 
@@ -118,8 +120,64 @@ int64_t best_candidate(const std::vector<Candidate>& candidates, bool maximize) 
     if (best < 0 || (maximize ? c.value > candidates[best].value : c.value < candidates[best].value))
       best = static_cast<int64_t>(i);
   }
-  return best;
+  if (best < 0) return best;
+  std::vector<int64_t> tied;
+  for (size_t i = 0; i < candidates.size(); ++i)
+    if (candidates[i].runs > 0 && candidates[i].value == candidates[best].value) tied.push_back(static_cast<int64_t>(i));
+  return tied[(tied.size() - 1) / 2];
 }
+
+namespace {
+
+// The value of `name` in `setting` ("" when absent).
+std::string value_of(const Options& setting, const std::string& name) {
+  for (const auto& [k, v] : setting)
+    if (k == name) return v;
+  return "";
+}
+
+std::optional<double> number(const std::string& text) {
+  try {
+    size_t used = 0;
+    const double v = std::stod(text, &used);
+    if (used == text.size() && std::isfinite(v)) return v;
+  } catch (const std::exception&) {
+  }
+  return std::nullopt;
+}
+
+// Where the chosen value sits on a numeric axis of two or more values: -1 its smallest, +1 its largest, 0
+// inside (or not numeric).
+int edge_of(const Axis& axis, const std::string& chosen) {
+  if (axis.values.size() < 2) return 0;
+  std::vector<double> values;
+  for (const auto& v : axis.values) {
+    const auto x = number(v);
+    if (!x) return 0;
+    values.push_back(*x);
+  }
+  const auto x = number(chosen);
+  if (!x) return 0;
+  if (*x == *std::min_element(values.begin(), values.end())) return -1;
+  if (*x == *std::max_element(values.begin(), values.end())) return +1;
+  return 0;
+}
+
+// One value beyond the `side` edge of a numeric axis: the ratio of the two outermost values when both are
+// positive (grids of σ, ρ, learning rates are geometric), else their difference.
+std::string beyond(const Axis& axis, int side) {
+  std::vector<double> values;
+  for (const auto& v : axis.values) values.push_back(*number(v));
+  std::sort(values.begin(), values.end());
+  const double edge = side > 0 ? values.back() : values.front();
+  const double next = side > 0 ? values[values.size() - 2] : values[1];
+  const double value = edge > 0 && next > 0 ? edge * (edge / next) : edge + (edge - next);
+  char buffer[32];
+  std::snprintf(buffer, sizeof buffer, "%.6g", value);
+  return buffer;
+}
+
+}  // namespace
 
 Plan plan_experiment(const Experiment& e, const std::function<RunOutcome(const PlannedRun&)>& outcome) {
   Plan plan;
@@ -185,39 +243,63 @@ Plan plan_experiment(const Experiment& e, const std::function<RunOutcome(const P
         run.measure = role == "final" && e.measure.has_value();
         return run;
       };
-      const std::vector<Options> settings = settings_of(c.axes);
       if (!e.select) {
-        for (const auto& setting : settings)
+        for (const auto& setting : settings_of(c.axes))
           for (int64_t seed : e.seeds) add(make_run(setting, seed, "final"));
         continue;
       }
-      GroupSelection group{task.name, method.name, {}, -1};
-      for (const auto& setting : settings) {
-        Candidate candidate{setting, setting_name(setting), 0, 0, 0};
-        double sum = 0;
-        for (int64_t seed : e.select->seeds) {
-          PlannedRun run = make_run(setting, seed, "grid");
-          const RunOutcome o = outcome(run);
-          if (o.status == RunStatus::kDone) {
-            sum += o.metric;
-            ++candidate.runs;
-          } else if (!is_final(o.status)) {
-            ++candidate.unfinished;
+      // The grid, widened beyond an edge the choice lands on (select.extend_edges): a pure function of the
+      // outcomes, so each replanning after new results takes the same path and grows the grid by one value.
+      std::vector<Axis> axes = c.axes;
+      std::vector<int64_t> extensions(axes.size(), 0);
+      GroupSelection group;
+      while (true) {
+        group = GroupSelection{task.name, method.name, {}, -1, {}, {}};
+        for (size_t a = 0; a < axes.size(); ++a)
+          if (extensions[a] > 0) group.extended.push_back({axes[a].name, extensions[a]});
+        for (const auto& setting : settings_of(axes)) {
+          Candidate candidate{setting, setting_name(setting), 0, 0, 0};
+          double sum = 0;
+          for (int64_t seed : e.select->seeds) {
+            PlannedRun run = make_run(setting, seed, "grid");
+            const RunOutcome o = outcome(run);
+            if (o.status == RunStatus::kDone) {
+              sum += o.metric;
+              ++candidate.runs;
+            } else if (!is_final(o.status)) {
+              ++candidate.unfinished;
+            }
+            add(std::move(run));
           }
-          add(std::move(run));
+          candidate.value = candidate.runs > 0 ? sum / static_cast<double>(candidate.runs)
+                                               : std::numeric_limits<double>::quiet_NaN();
+          group.candidates.push_back(std::move(candidate));
         }
-        candidate.value = candidate.runs > 0 ? sum / static_cast<double>(candidate.runs)
-                                             : std::numeric_limits<double>::quiet_NaN();
-        group.candidates.push_back(std::move(candidate));
-      }
-      const bool grid_finished = std::all_of(group.candidates.begin(), group.candidates.end(),
-                                             [](const Candidate& c) { return c.unfinished == 0; });
-      if (grid_finished) {
+        const bool grid_finished = std::all_of(group.candidates.begin(), group.candidates.end(),
+                                               [](const Candidate& c) { return c.unfinished == 0; });
+        if (!grid_finished) {
+          plan.complete = false;
+          break;
+        }
         group.chosen = best_candidate(group.candidates, e.select->maximize);
-        if (group.chosen >= 0)
-          for (int64_t seed : e.seeds) add(make_run(group.candidates[group.chosen].setting, seed, "final"));
-      } else {
-        plan.complete = false;
+        if (group.chosen < 0) break;
+        const Options& chosen = group.candidates[group.chosen].setting;
+        bool widened = false;
+        for (size_t a = 0; a < axes.size() && !widened; ++a) {
+          const int side = edge_of(axes[a], value_of(chosen, axes[a].name));
+          if (side == 0) continue;
+          if (extensions[a] < e.select->extend_edges) {
+            axes[a].values.push_back(beyond(axes[a], side));
+            ++extensions[a];
+            widened = true;
+          } else {
+            group.edges.push_back(axes[a].name + "=" + value_of(chosen, axes[a].name) + " is the " +
+                                  (side > 0 ? "largest" : "smallest") + " tried");
+          }
+        }
+        if (widened) continue;
+        for (int64_t seed : e.seeds) add(make_run(chosen, seed, "final"));
+        break;
       }
       plan.selection.push_back(std::move(group));
     }
@@ -294,7 +376,9 @@ std::string selection_json(const Experiment& e, const Plan& plan) {
     groups.push_back({{"task", g.task},
                       {"method", g.method},
                       {"candidates", std::move(candidates)},
-                      {"chosen", g.chosen >= 0 ? json(g.candidates[g.chosen].setting_name) : json()}});
+                      {"chosen", g.chosen >= 0 ? json(g.candidates[g.chosen].setting_name) : json()},
+                      {"edges", g.edges},
+                      {"extended", json(std::map<std::string, int64_t>(g.extended.begin(), g.extended.end()))}});
   }
   j["groups"] = std::move(groups);
   return j.dump(2) + "\n";

@@ -462,6 +462,8 @@ Sweep load_sweep(const std::string& root) {
           group.task = task_name(g);
           group.method = g.at("method").get<std::string>();
           group.chosen = string_or(g, "chosen", "");
+          if (g.contains("edges") && g.at("edges").is_array())
+            for (const json& edge : g.at("edges")) group.edges.push_back(edge.get<std::string>());
           for (const json& c : g.at("candidates")) {
             Candidate candidate;
             candidate.setting_name = string_or(c, "setting_name", "default");

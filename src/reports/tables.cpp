@@ -94,7 +94,7 @@ std::string not_done(const GroupSummary& g) {
   return std::to_string(g.failed) + " / " + std::to_string(g.diverged) + " / " + std::to_string(g.pending);
 }
 
-Table task_table(const Report& report, const std::string& task, const std::string& highlight) {
+Table task_table(const Sweep& sweep, const Report& report, const std::string& task, const std::string& highlight) {
   Table t;
   t.title = "Task " + task;
   t.task = task;
@@ -107,7 +107,10 @@ Table task_table(const Report& report, const std::string& task, const std::strin
       if (std::find(extra.begin(), extra.end(), name) == extra.end()) extra.push_back(name);
   t.header.insert(t.header.begin() + 10, extra.begin(), extra.end());
   for (const GroupSummary* g : report.groups_of(task)) {
-    std::vector<std::string> row{g->method, g->setting_name, std::to_string(g->seeds),
+    bool on_edge = false;
+    for (const SelectionGroup& s : sweep.selection)
+      on_edge = on_edge || (s.task == g->task && s.method == g->method && s.chosen == g->setting_name && !s.edges.empty());
+    std::vector<std::string> row{g->method, g->setting_name + (on_edge ? " (grid edge)" : ""), std::to_string(g->seeds),
                                  format_mean_std(g->test_acc, "%.2f", 100, g->seeds),
                                  format_mean_std(g->test_loss, "%.4g", 1, g->seeds),
                                  format_mean_std(g->gap_loss, "%.4g", 1, g->seeds),
@@ -129,7 +132,7 @@ Table task_table(const Report& report, const std::string& task, const std::strin
              "(n=k) where only k of them have the value.",
              "loss gap = test loss − train loss; acc gap = train − test accuracy in points; Hessian trace and λ1 "
              "from each run's geometry.json (trace SE: the mean of the runs' standard errors); time: wall "
-             "seconds per run."};
+             "seconds per run. (grid edge): the chosen setting lies on an edge of its selection grid."};
   return t;
 }
 
@@ -244,17 +247,22 @@ Table selection_table(const Sweep& sweep) {
   Table t;
   t.kind = TableKind::kSelection;
   t.title = "Selection grid (" + sweep.select_metric + ", " + sweep.select_mode + ")";
-  t.header = {"task", "method", "setting", sweep.select_metric, "runs", "chosen"};
+  t.header = {"task", "method", "setting", sweep.select_metric, "runs", "chosen", "on the grid's edge"};
   for (const SelectionGroup& g : sweep.selection) {
     for (const Candidate& c : g.candidates) {
       const bool chosen = c.setting_name == g.chosen;
+      std::string edges;
+      for (const std::string& e : g.edges) edges += (edges.empty() ? "" : "; ") + e;
       t.rows.push_back({g.task, g.method, c.setting_name, format(c.value, "%.4f"), std::to_string(c.runs),
-                        chosen ? "✓" : ""});
+                        chosen ? "✓" : "", chosen ? edges : ""});
       t.emphasized.push_back(chosen);
     }
   }
   t.notes = {"Validation value of each candidate setting (mean over its grid runs); ✓ the setting chosen for "
-             "the final runs (" + sweep.select_mode + " " + sweep.select_metric + ")."};
+             "the final runs (" + sweep.select_mode + " " + sweep.select_metric + "; ties: the middle one of the "
+             "tied settings in grid order).",
+             "on the grid's edge: the chosen value is the smallest or largest of its axis, so the optimum may lie "
+             "beyond it (select.extend_edges widens such an axis automatically)."};
   return t;
 }
 
@@ -273,7 +281,7 @@ std::string format_mean_std(const MeanStd& s, const char* spec, double scale, in
 
 std::vector<Table> result_tables(const Sweep& sweep, const Report& report) {
   std::vector<Table> tables;
-  for (const std::string& task : report.tasks) tables.push_back(task_table(report, task, sweep.highlight));
+  for (const std::string& task : report.tasks) tables.push_back(task_table(sweep, report, task, sweep.highlight));
   for (const std::string& task : report.tasks) {
     Table gaps = noise_stability_table(report, task);
     if (!gaps.rows.empty()) tables.push_back(std::move(gaps));

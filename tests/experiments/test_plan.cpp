@@ -183,6 +183,68 @@ TEST(ExperimentSelection, LossesAreMinimisedAndFailedRunsDoNotCount) {
   EXPECT_EQ(fx::best_candidate({{{}, "x", std::nan(""), 0, 0}}, true), -1);
 }
 
+// Ties go to the middle of the tied settings in grid order, not to the first listed.
+TEST(ExperimentSelection, TiesGoToTheMiddleOfTheTiedSettings) {
+  const auto c = [](double v) { return fx::Candidate{{}, "", v, 1, 0}; };
+  EXPECT_EQ(fx::best_candidate({c(0.896), c(0.896), c(0.896)}, true), 1);
+  EXPECT_EQ(fx::best_candidate({c(0.5), c(0.9), c(0.9), c(0.9), c(0.9)}, true), 2);  // tied 1-4: lower middle
+  EXPECT_EQ(fx::best_candidate({c(0.9), c(0.5), c(0.9)}, true), 0);  // tied 0 and 2: the lower middle
+}
+
+// A choice on the grid's edge widens that axis beyond it, one value at a time (the grid's ratio), at most
+// select.extend_edges times; where the budget ends on an edge, the selection says so.
+TEST(ExperimentSelection, AnEdgeChoiceWidensTheGridThenIsMarked) {
+  const std::string text = R"(
+name = "edge"
+seeds = [0, 1]
+[methods.nso]
+method = "nso"
+sigma = [0.008, 0.01, 0.0125]
+[select]
+metric = "val_acc"
+seeds = [0]
+extend_edges = 2
+)";
+  const fx::Experiment e = fx::parse_experiment(text, "edge.toml", true);
+  // Validation accuracy keeps rising with σ up to 0.02, then falls: the optimum lies beyond the first grid.
+  auto accuracy = [](double sigma) { return 0.9 - 100 * (sigma - 0.017) * (sigma - 0.017); };
+  std::set<std::string> done;
+  auto outcome = [&](const fx::PlannedRun& run) {
+    if (!done.count(run.id)) return fx::RunOutcome{fx::RunStatus::kPending, 0};
+    return fx::RunOutcome{fx::RunStatus::kDone, accuracy(std::stod(run.setting.at(0).second))};
+  };
+  auto finish_grid = [&](const fx::Plan& plan) {
+    for (const auto& run : plan.runs) done.insert(run.id);
+  };
+  fx::Plan plan = fx::plan_experiment(e, outcome);
+  ASSERT_EQ(plan.selection[0].candidates.size(), 3u);
+  finish_grid(plan);
+  plan = fx::plan_experiment(e, outcome);  // 0.0125 wins, on the edge: 0.0125 · 1.25 = 0.015625 is added
+  EXPECT_FALSE(plan.complete);
+  ASSERT_EQ(plan.selection[0].candidates.size(), 4u);
+  EXPECT_EQ(plan.selection[0].candidates[3].setting_name, "sigma=0.015625");
+  EXPECT_EQ(plan.selection[0].chosen, -1);
+  finish_grid(plan);
+  plan = fx::plan_experiment(e, outcome);  // 0.015625 wins, on the edge again: 0.0195312 is added
+  ASSERT_EQ(plan.selection[0].candidates.size(), 5u);
+  EXPECT_EQ(plan.selection[0].candidates[4].setting_name, "sigma=0.0195312");
+  finish_grid(plan);
+  plan = fx::plan_experiment(e, outcome);  // 0.015625 (closest to 0.017) wins inside the widened grid
+  EXPECT_TRUE(plan.complete);
+  EXPECT_EQ(plan.selection[0].candidates[plan.selection[0].chosen].setting_name, "sigma=0.015625");
+  EXPECT_TRUE(plan.selection[0].edges.empty());
+  EXPECT_EQ(plan.selection[0].extended, (std::vector<std::pair<std::string, int64_t>>{{"sigma", 2}}));
+
+  // Without widening, the same outcomes choose 0.0125 and mark it as the largest value tried.
+  done.clear();
+  const fx::Experiment fixed = fx::parse_experiment(text.substr(0, text.find("extend_edges")), "edge.toml", true);
+  finish_grid(fx::plan_experiment(fixed, outcome));
+  plan = fx::plan_experiment(fixed, outcome);
+  EXPECT_TRUE(plan.complete);
+  EXPECT_EQ(plan.selection[0].edges, std::vector<std::string>{"sigma=0.0125 is the largest tried"});
+  EXPECT_NE(fx::selection_json(fixed, plan).find("sigma=0.0125 is the largest tried"), std::string::npos);
+}
+
 TEST(ExperimentFile, JsonAndTomlGiveTheSameExperiment) {
   const fx::Experiment toml = fx::parse_experiment(kSmall, "s.toml", true);
   const fx::Experiment json = fx::parse_experiment(R"({"name": "small", "seeds": [0, 1],
@@ -237,6 +299,7 @@ TEST(ExperimentFile, ReportReferenceIsGivenOrThePlainBaseOptimizer) {
   EXPECT_NE(parse_error("name = \"x\"\n[methods.sgd]\nmethod = \"sgd\"\n[report]\nreference = \"adam\"")
                 .find("report.reference: 'adam' is not one of [methods]"),
             std::string::npos);
+  EXPECT_NE(parse_error("name = \"x\"\n[select]\nextend_edges = -1").find("select.extend_edges"), std::string::npos);
   EXPECT_NE(parse_error("name = \"x\"\n[report]\nbaseline = \"sgd\"").find("report.baseline: unknown"), std::string::npos);
 }
 

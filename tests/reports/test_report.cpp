@@ -440,6 +440,25 @@ TEST_F(ReportFakeSweep, PairedAgainstTheReferenceAndTheBestOtherSeedBySeed) {
   EXPECT_EQ(j.at("paired").size(), report.paired.size());
 }
 
+// A chosen setting on its grid's edge (selection.json "edges") is marked in the task table and the grid.
+TEST_F(ReportFakeSweep, AChosenSettingOnTheGridsEdgeIsMarked) {
+  const fs::path file = dir_ / "selection.json";
+  auto selection = nlohmann::json::parse(read(file));
+  for (auto& g : selection.at("groups"))
+    if (g.at("task") == "fm5-50" && g.at("method") == "nso") g["edges"] = {"sigma=0.01 is the smallest tried"};
+  overwrite(file, selection.dump());
+  const Sweep sweep = load();
+  const Report report = aggregate(sweep);
+  const std::vector<Table> tables = result_tables(sweep, report);
+  EXPECT_EQ(tables[0].rows[2][1], "sigma=0.01 (grid edge)");  // fm5-50, nso
+  EXPECT_EQ(tables[1].rows[2][1], "sigma=0.01");               // c10_5, nso: bracketed
+  const Table& grid = tables.back();
+  ASSERT_EQ(grid.kind, TableKind::kSelection);
+  EXPECT_EQ(grid.rows[3][5], "✓");
+  EXPECT_EQ(grid.rows[3][6], "sigma=0.01 is the smallest tried");
+  EXPECT_EQ(grid.rows[4][6], "");  // not chosen
+}
+
 TEST(ReportAggregate, NoHighlightNoComparison) {
   Sweep sweep;
   RunRecord r;

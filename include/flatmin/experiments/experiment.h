@@ -45,6 +45,10 @@ struct Selection {
   std::string metric = "val_acc";  ///< a column of the runs' metrics (its last epoch)
   bool maximize = true;            ///< default: max for accuracies, min for losses
   std::vector<int64_t> seeds{0};   ///< seeds of the grid runs; the mean over them decides
+  /// When the choice lies on the edge of a numeric axis (its smallest or largest value), the axis grows by
+  /// one value beyond that edge (the grid's own ratio, or step where a value is ≤ 0) and the new settings are
+  /// tried; at most this many times per axis of each (task, method) ([select] extend_edges; 0: never).
+  int64_t extend_edges = 0;
 };
 
 struct Experiment {

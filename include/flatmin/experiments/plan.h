@@ -59,6 +59,11 @@ struct GroupSelection {
   std::string task, method;
   std::vector<Candidate> candidates;
   int64_t chosen = -1;  ///< index into candidates; -1 until every grid run is final (or none is done)
+  /// The chosen setting's grid edges, one line each ("sigma=0.012 is the largest tried"): an optimum may
+  /// lie beyond. Empty when every numeric axis was bracketed.
+  std::vector<std::string> edges;
+  /// The values each axis gained by select.extend_edges (name → how many), in axis order.
+  std::vector<std::pair<std::string, int64_t>> extended;
 };
 
 struct Plan {
@@ -67,7 +72,9 @@ struct Plan {
   bool complete = false;                    ///< every selection is made: no more runs will be added
 };
 
-/// The best candidate: the highest (or lowest) mean; ties go to the first. -1 when none has a done run.
+/// The best candidate: the highest (or lowest) mean. Ties go to the middle one of the tied candidates in grid
+/// order (the lower middle of an even number): the setting farthest from the tied block's ends, not the one
+/// the grid happens to list first. -1 when none has a done run.
 int64_t best_candidate(const std::vector<Candidate>& candidates, bool maximize);
 
 /// Plans the runs of `experiment` given the outcomes known now (`outcome(run)` for any planned run).

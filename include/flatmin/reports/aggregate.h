@@ -111,6 +111,8 @@ struct Candidate {
 struct SelectionGroup {
   std::string task, method, chosen;
   std::vector<Candidate> candidates;
+  /// The chosen setting's grid edges ("sigma=0.012 is the largest tried"): its optimum may lie beyond.
+  std::vector<std::string> edges;
 };
 
 /// A sweep root as read from disk.
