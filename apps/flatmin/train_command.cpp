@@ -60,6 +60,9 @@ struct TrainArgs {
   double bsam_init_precision = 1.0;
   double bsam_beta1 = 0.9;
   double bsam_beta2 = 0.999;
+  double bsam_noise_std = 0.0;
+  std::string bsam_prior_mean = "zero";
+  std::string bsam_bn_statistics = "both";
   double crsam_alpha = 0.1;
   double crsam_beta = 0.01;
   // regularisation and augmentation
@@ -164,6 +167,9 @@ training::RunConfig to_config(const TrainArgs& a) {
                   .bsam_init_precision(a.bsam_init_precision)
                   .bsam_beta1(a.bsam_beta1)
                   .bsam_beta2(a.bsam_beta2)
+                  .bsam_noise_std(a.bsam_noise_std)
+                  .bsam_prior_mean(a.bsam_prior_mean)
+                  .bsam_bn_statistics(a.bsam_bn_statistics)
                   .crsam_alpha(a.crsam_alpha)
                   .crsam_beta(a.crsam_beta))
       .model(a.model_file.empty()
@@ -595,6 +601,21 @@ Action add_train_command(CLI::App& app) {
       ->group(sam_group);
   cmd->add_option("--bsam-beta1", args->bsam_beta1, "bSAM: momentum β1")
       ->check(number_between(0, 1, true, /*hi_closed=*/false))
+      ->group(sam_group);
+  cmd->add_option("--bsam-noise-std", args->bsam_noise_std,
+                  "bSAM: the posterior sample's noise std at the first step, set directly (s₀ = 1/(N·it²), replacing "
+                  "--bsam-init-precision); for fine-tuning, near NSO's σ")
+      ->check(number_at_least(0))
+      ->default_str("off (s₀ = --bsam-init-precision)")
+      ->group(sam_group);
+  cmd->add_option("--bsam-prior-mean", args->bsam_prior_mean,
+                  "bSAM: the prior's centre: zero (a weight decay), or init (the starting, e.g. pretrained, weights)")
+      ->check(CLI::IsMember({"zero", "init"}))
+      ->group(sam_group);
+  cmd->add_option("--bsam-bn-statistics", args->bsam_bn_statistics,
+                  "bSAM: BatchNorm running statistics from both passes (the authors' code) or from the ascent pass "
+                  "only (ω + ε, next to the mean; never the posterior sample)")
+      ->check(CLI::IsMember({"both", "ascent"}))
       ->group(sam_group);
   cmd->add_option("--bsam-beta2", args->bsam_beta2, "bSAM: precision averaging β2")
       ->check(number_between(0, 1, true, /*hi_closed=*/false))

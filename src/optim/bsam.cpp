@@ -30,6 +30,10 @@ Bsam::Bsam(BsamOptions options) : options_(options) {
   check(std::isfinite(options_.prior_precision()) && options_.prior_precision() >= 0,
         "bSAM: prior precision must be finite and >= 0");
   check(std::isfinite(options_.damping()) && options_.damping() >= 0, "bSAM: damping must be finite and >= 0");
+  check(std::isfinite(options_.noise_std()) && options_.noise_std() >= 0, "bSAM: noise std must be finite and >= 0");
+  // The noise std set directly: the first sample θ = ω + z/√(N·s₀) then has exactly that std.
+  if (options_.noise_std() > 0)
+    options_.init_precision(1.0 / (static_cast<double>(options_.train_size()) * options_.noise_std() * options_.noise_std()));
   check_positive(options_.init_precision(), "initial precision");
   check_beta(options_.beta1(), "beta1");
   check_beta(options_.beta2(), "beta2");
@@ -42,6 +46,8 @@ void Bsam::init_state(const std::vector<at::Tensor>& params) {
       m_.push_back(at::zeros_like(p, at::MemoryFormat::Contiguous));
     }
   }
+  if (options_.prior_at_init() && prior_mean_.empty())
+    for (const auto& p : params) prior_mean_.push_back(p.detach().clone(at::MemoryFormat::Contiguous));
   check(s_.size() == params.size(), "bSAM: the state has " + std::to_string(s_.size()) + " tensors but there are " +
                                         std::to_string(params.size()) + " parameters");
   for (size_t j = 0; j < params.size(); ++j)
@@ -91,6 +97,7 @@ void Bsam::update(size_t j, at::Tensor& w, double lr) {
   const double delta = options_.prior_precision() / static_cast<double>(options_.train_size());
   // m ← β1·m + (1 − β1)·(ĝ + δ·ω);  ω ← ω − α·m/s (the old s);  s ← β2·s + (1 − β2)·(h + γ + δ).
   m_[j].mul_(b1).add_(g_hat, 1.0 - b1).add_(w, (1.0 - b1) * delta);
+  if (options_.prior_at_init()) m_[j].add_(prior_mean_[j], -(1.0 - b1) * delta);  // δ·(ω − ω₀)
   w.addcdiv_(m_[j], s_[j], -lr);
   s_[j].mul_(b2).add_(h_[j], 1.0 - b2).add_((1.0 - b2) * (options_.damping() + delta));
 }
@@ -100,6 +107,9 @@ std::string Bsam::describe() const {
   out << "bsam rho=" << options_.rho() << " N=" << options_.train_size() << " prior-precision=" << options_.prior_precision()
       << " damping=" << options_.damping() << " s0=" << options_.init_precision() << " beta1=" << options_.beta1()
       << " beta2=" << options_.beta2();
+  if (options_.noise_std() > 0) out << " noise-std=" << options_.noise_std();
+  if (options_.prior_at_init()) out << " prior-mean=init";
+  if (options_.statistics_from_ascent()) out << " bn-statistics=ascent";
   return out.str();
 }
 
@@ -109,6 +119,8 @@ void Bsam::save(torch::serialize::OutputArchive& archive) const {
     archive.write("precision/" + std::to_string(j), s_[j], /*is_buffer=*/true);
     archive.write("momentum/" + std::to_string(j), m_[j], /*is_buffer=*/true);
   }
+  for (size_t j = 0; j < prior_mean_.size(); ++j)
+    archive.write("prior_mean/" + std::to_string(j), prior_mean_[j], /*is_buffer=*/true);
 }
 
 void Bsam::load(torch::serialize::InputArchive& archive) {
@@ -121,6 +133,14 @@ void Bsam::load(torch::serialize::InputArchive& archive) {
     archive.read("precision/" + std::to_string(j), s_[j], /*is_buffer=*/true);
     archive.read("momentum/" + std::to_string(j), m_[j], /*is_buffer=*/true);
   }
+  prior_mean_.clear();
+  if (options_.prior_at_init())
+    for (size_t j = 0; j < s_.size(); ++j) {
+      at::Tensor w0;
+      check(archive.try_read("prior_mean/" + std::to_string(j), w0, /*is_buffer=*/true),
+            "bSAM: the saved state has no prior mean (it was written without prior_at_init)");
+      prior_mean_.push_back(w0);
+    }
   awaiting_update_ = false;
 }
 

@@ -14,6 +14,12 @@ namespace {
 
 void validate(const NoiseOptions& options) { options.sigma().validate(); }
 
+// A two-valued bSAM option given as text: false for `off`, true for `on`, else an error naming both.
+bool bsam_choice(const std::string& value, const std::string& what, const char* off, const char* on) {
+  check(value == off || value == on, "bsam: " + what + " '" + value + "': " + off + " or " + on);
+  return value == on;
+}
+
 // params ← W + U_draw in one pass, U regenerable from (seed, step, draw, tensor): no buffer holds it.
 void move_to_noisy_point(StepContext& ctx, const NoiseOptions& options, double sigma, int64_t draw) {
   for (size_t j = 0; j < ctx.params.size(); ++j)
@@ -104,7 +110,11 @@ std::shared_ptr<PerturbationMethod> make_method(const MethodSpec& spec) {
                                       .damping(spec.bsam_damping())
                                       .init_precision(spec.bsam_init_precision())
                                       .beta1(spec.bsam_beta1())
-                                      .beta2(spec.bsam_beta2()));
+                                      .beta2(spec.bsam_beta2())
+                                      .noise_std(spec.bsam_noise_std())
+                                      .prior_at_init(bsam_choice(spec.bsam_prior_mean(), "prior mean", "zero", "init"))
+                                      .statistics_from_ascent(
+                                          bsam_choice(spec.bsam_bn_statistics(), "BatchNorm statistics", "both", "ascent")));
   if (spec.name() == "crsam")
     return std::make_shared<CrSam>(CrSamOptions(rho).alpha(spec.crsam_alpha()).beta(spec.crsam_beta()));
   std::string valid;

@@ -43,6 +43,10 @@ std::string RunConfig::to_json(int indent) const {
                  {"bsam_beta2", m.bsam_beta2()},
                  {"crsam_alpha", m.crsam_alpha()},
                  {"crsam_beta", m.crsam_beta()}};
+  // bSAM's later options only when set: a config.json written before them stays the same (resume compares it).
+  if (m.bsam_noise_std() > 0) j["method"]["bsam_noise_std"] = m.bsam_noise_std();
+  if (m.bsam_prior_mean() != "zero") j["method"]["bsam_prior_mean"] = m.bsam_prior_mean();
+  if (m.bsam_bn_statistics() != "both") j["method"]["bsam_bn_statistics"] = m.bsam_bn_statistics();
   j["loss"] = {{"label_smoothing", loss_.label_smoothing()}};
   j["l2sp"] = l2sp_;
   j["model"] = {{"name", model_.name()}, {"width", model_.width()}};
@@ -112,7 +116,10 @@ RunConfig RunConfig::from_json(const std::string& text) {
                  .bsam_beta1(m.at("bsam_beta1").get<double>())
                  .bsam_beta2(m.at("bsam_beta2").get<double>())
                  .crsam_alpha(m.at("crsam_alpha").get<double>())
-                 .crsam_beta(m.at("crsam_beta").get<double>()));
+                 .crsam_beta(m.at("crsam_beta").get<double>())
+                 .bsam_noise_std(m.value("bsam_noise_std", 0.0))
+                 .bsam_prior_mean(m.value("bsam_prior_mean", std::string("zero")))
+                 .bsam_bn_statistics(m.value("bsam_bn_statistics", std::string("both"))));
     c.loss(LossOptions().label_smoothing(j.at("loss").at("label_smoothing").get<double>()));
     c.l2sp(j.at("l2sp").get<double>());
     c.model(models::ModelSpec()

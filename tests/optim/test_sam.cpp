@@ -299,6 +299,7 @@ TEST(CrSam, ZeroAlphaAndBetaIsSam) {
 struct BsamReference {
   double N, rho, delta, gamma, b1, b2;
   at::Tensor s, m;
+  at::Tensor prior_mean;  // defined: the prior is centred there, not at 0
   at::Tensor step(const at::Tensor& w, uint64_t seed, int64_t t, double lr, std::vector<at::Tensor>* points) {
     const at::Tensor z = standard_gaussian_like(w, flatmin::noise::noise_key(seed, t, 0, 0));
     const at::Tensor theta = w + z / (N * s).sqrt();
@@ -306,7 +307,7 @@ struct BsamReference {
     const at::Tensor point = w + rho * g / s;
     const at::Tensor g_hat = quartic_grad(point);
     const at::Tensor h = s.sqrt() * g.abs();
-    m = b1 * m + (1 - b1) * (g_hat + delta * w);
+    m = b1 * m + (1 - b1) * (g_hat + delta * (prior_mean.defined() ? w - prior_mean : w));
     const at::Tensor w_next = w - lr * m / s;
     s = b2 * s + (1 - b2) * (h + gamma + delta);
     points->push_back(theta);
@@ -326,7 +327,8 @@ TEST(Bsam, StepsEqualTheHandComputedRule) {
   PerturbedOptimizer opt(std::make_shared<BsamUpdate>(TensorList{w}, method, BsamUpdateOptions(lr)), method,
                          PerturbedOptimizerOptions().seed(seed));
   std::vector<at::Tensor> seen, expected_points;
-  BsamReference ref{static_cast<double>(N), rho, prior / N, gamma, b1, b2, at::full_like(w0, s0), at::zeros_like(w0)};
+  BsamReference ref{static_cast<double>(N), rho, prior / N, gamma, b1, b2, at::full_like(w0, s0),
+                    at::zeros_like(w0), at::Tensor()};
   at::Tensor w_ref = w0;
   for (int64_t t = 0; t < 3; ++t) {  // several steps: s and m carry over
     opt.step([&] {
@@ -344,6 +346,60 @@ TEST(Bsam, StepsEqualTheHandComputedRule) {
   ASSERT_EQ(seen.size(), expected_points.size());
   for (size_t i = 0; i < seen.size(); ++i) EXPECT_TRUE(at::allclose(seen[i], expected_points[i], kTol, kTol)) << i;
   EXPECT_EQ(opt.gradient_evaluations(), 6);
+}
+
+// The fine-tuning options: the noise std set directly (s₀ = 1/(N·σ²): the first sample's std is σ), the
+// prior centred on the first step's weights, and BatchNorm statistics from the ascent pass only.
+TEST(Bsam, FineTuningOptionsFollowTheirRule) {
+  const at::Tensor w0 = at::randn({kDim}, at::kDouble);
+  const int64_t N = 400;
+  const double rho = 0.02, prior = 25, gamma = 0.1, sigma = 0.01, b1 = 0.9, b2 = 0.99, lr = 0.2;
+  const uint64_t seed = 5;
+  auto method = std::make_shared<Bsam>(BsamOptions(N).rho(rho).prior_precision(prior).damping(gamma).beta1(b1).beta2(b2)
+                                           .noise_std(sigma).prior_at_init(true).statistics_from_ascent(true));
+  EXPECT_DOUBLE_EQ(method->options().init_precision(), 1.0 / (N * sigma * sigma));  // 25
+  EXPECT_FALSE(method->counts_for_buffers(0));  // the posterior sample's statistics are discarded
+  EXPECT_TRUE(method->counts_for_buffers(1));
+  auto w = w0.clone().set_requires_grad(true);
+  PerturbedOptimizer opt(std::make_shared<BsamUpdate>(TensorList{w}, method, BsamUpdateOptions(lr)), method,
+                         PerturbedOptimizerOptions().seed(seed));
+  std::vector<at::Tensor> seen, expected_points;
+  BsamReference ref{static_cast<double>(N), rho, prior / N, gamma, b1, b2, at::full_like(w0, 1.0 / (N * sigma * sigma)),
+                    at::zeros_like(w0), w0};
+  at::Tensor w_ref = w0;
+  for (int64_t t = 0; t < 3; ++t) {
+    opt.step([&] {
+      opt.zero_grad();
+      seen.push_back(w.detach().clone());
+      auto l = quartic_loss(w);
+      l.backward();
+      return l;
+    });
+    w_ref = ref.step(w_ref, seed, t, lr, &expected_points);
+    EXPECT_TRUE(at::allclose(w.detach(), w_ref, kTol, kTol)) << "step " << t;
+    EXPECT_TRUE(at::allclose(method->momentum()[0], ref.m, kTol, kTol)) << "step " << t;
+  }
+  // The first sample: θ − ω₀ = σ·z exactly.
+  const at::Tensor z = standard_gaussian_like(w0, flatmin::noise::noise_key(seed, 0, 0, 0));
+  EXPECT_TRUE(at::allclose(seen[0] - w0, sigma * z, 1e-12, 1e-14));
+  for (size_t i = 0; i < seen.size(); ++i) EXPECT_TRUE(at::allclose(seen[i], expected_points[i], kTol, kTol)) << i;
+  // The prior mean is part of the state: saved and loaded.
+  torch::serialize::OutputArchive out;
+  method->save(out);
+  std::ostringstream bytes;
+  out.save_to(bytes);
+  auto loaded = std::make_shared<Bsam>(BsamOptions(N).noise_std(sigma).prior_at_init(true));
+  torch::serialize::InputArchive in;
+  std::istringstream read_back(bytes.str());
+  in.load_from(read_back);
+  loaded->load(in);
+  auto without = std::make_shared<Bsam>(BsamOptions(N));
+  torch::serialize::InputArchive in2;
+  std::istringstream read_again(bytes.str());
+  in2.load_from(read_again);
+  without->load(in2);  // a state with a prior mean loads into a zero-centred bSAM (the mean is unused)
+  EXPECT_THROW(Bsam(BsamOptions(N).noise_std(-1)), flatmin::Error);
+  EXPECT_THROW(make_method(MethodSpec().name("bsam").bsam_train_size(N).bsam_prior_mean("pretrained")), flatmin::Error);
 }
 
 TEST(Bsam, SaveLoadResumesTheSameTrajectory) {

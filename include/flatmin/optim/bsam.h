@@ -39,6 +39,16 @@ struct BsamOptions {
   TORCH_ARG(double, init_precision) = 1.0;
   TORCH_ARG(double, beta1) = 0.9;
   TORCH_ARG(double, beta2) = 0.999;
+  /// The posterior sample's noise std at the first step, set directly: s₀ = 1/(N·noise_std²) replaces
+  /// init_precision. 0: off. (With N = 500 and s₀ = 1 the noise is 0.045 per weight, several times the σ
+  /// at which NSO fine-tunes: set it near that σ to fine-tune.)
+  TORCH_ARG(double, noise_std) = 0.0;
+  /// The prior centred on the weights of the first step (the pretrained ones when fine-tuning), not on 0:
+  /// the update's δ·ω becomes δ·(ω − ω₀), an L2-SP pull instead of a decay.
+  TORCH_ARG(bool, prior_at_init) = false;
+  /// BatchNorm statistics from the ascent pass only (ω + ε, next to the mean), never from the posterior
+  /// sample θ; false: both passes, as the authors' code.
+  TORCH_ARG(bool, statistics_from_ascent) = false;
 };
 
 /// bSAM's evaluation points and state. Per parameter: mean ω (= W), momentum m = 0, precision
@@ -49,9 +59,11 @@ struct BsamOptions {
 ///     3. ε = ρ·g/s;  ĝ = g(ω + ε)                 (element-wise, not norm-normalised)
 ///     4. h = √s ⊙ |g|
 ///     5. (BsamUpdate) m ← β1·m + (1 − β1)·(ĝ + δ·ω);  ω ← ω − α_t·m/s;  s ← β2·s + (1 − β2)·(h + γ + δ)
-/// No bias correction, no epsilon. Cost 2.
+/// No bias correction, no epsilon. Cost 2. With prior_at_init, δ·ω in 5 is δ·(ω − ω₀) (ω₀: the weights at the
+/// first step); with noise_std, s starts at 1/(N·noise_std²).
 /// BatchNorm statistics: both passes count (counts_for_buffers(i) = true), as in the authors' code,
 /// which updates them on both passes; flatmin moves them once per step by the mean of the two updates.
+/// With statistics_from_ascent only the ascent pass counts.
 /// save/load carry s and m. A step of Bsam without its BsamUpdate as the base optimizer is an error
 /// (detected at the next step).
 class Bsam final : public PerturbationMethod {
@@ -61,7 +73,7 @@ class Bsam final : public PerturbationMethod {
   int64_t evaluations() const override { return 2; }
   void move_to(int64_t i, StepContext& ctx) override;
   Blend blend(int64_t i) const override { return i == 0 ? Blend{} : Blend{0.0, 1.0}; }  // G = ĝ
-  bool counts_for_buffers(int64_t i) const override { return true; }
+  bool counts_for_buffers(int64_t i) const override { return !options_.statistics_from_ascent() || i == 1; }
   bool reads_gradients(int64_t i) const override { return i > 0; }
   std::string describe() const override;
   std::vector<std::pair<std::string, double>> scalars() const override { return {{"rho", options_.rho()}}; }
@@ -83,6 +95,7 @@ class Bsam final : public PerturbationMethod {
 
   BsamOptions options_;
   std::vector<at::Tensor> s_, m_, h_;
+  std::vector<at::Tensor> prior_mean_;  ///< ω₀, with prior_at_init
   bool awaiting_update_ = false;
 };
 

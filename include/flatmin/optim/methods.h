@@ -116,6 +116,9 @@ struct MethodSpec {
   TORCH_ARG(double, bsam_init_precision) = 1.0;
   TORCH_ARG(double, bsam_beta1) = 0.9;
   TORCH_ARG(double, bsam_beta2) = 0.999;
+  TORCH_ARG(double, bsam_noise_std) = 0.0;        ///< > 0: s₀ = 1/(N·it²) (BsamOptions::noise_std)
+  TORCH_ARG(std::string, bsam_prior_mean) = "zero";  ///< zero | init (BsamOptions::prior_at_init)
+  TORCH_ARG(std::string, bsam_bn_statistics) = "both";  ///< both | ascent (BsamOptions::statistics_from_ascent)
   // CR-SAM
   TORCH_ARG(double, crsam_alpha) = 0.1;
   TORCH_ARG(double, crsam_beta) = 0.01;
