@@ -125,6 +125,32 @@ TEST(ShippedExperiments, CrsamCurvatureMeasuresBothSplitsEveryTwoEpochsButNotWhi
   EXPECT_EQ(option(plan.runs[7], "rho"), option(plan.runs[4], "rho"));  // CR-SAM and SAM: the same radius
 }
 
+// The fine-tuning comparison selects on the mean of two seeds and widens a grid its choice lands on the edge
+// of; bSAM is configured for fine-tuning (issue 21): noise std around NSO's σ, the prior at the pretrained
+// weights, statistics from the ascent pass, β₂ 0.99, α and ρ on grids.
+TEST(ShippedExperiments, FinetuneSelectsOnTwoSeedsAndConfiguresBsamForFineTuning) {
+  const fx::Experiment e = fx::load_experiment(std::string(FLATMIN_EXPERIMENTS_DIR) + "/finetune.toml");
+  ASSERT_TRUE(e.select.has_value());
+  EXPECT_GE(e.select->seeds.size(), 2u);
+  EXPECT_GT(e.select->extend_edges, 0);
+  const fx::Plan plan = fx::plan_experiment(e, pending);
+  std::set<std::string> noise, alpha, rho;
+  for (const auto& run : plan.runs) {
+    if (run.method != "bsam") continue;
+    EXPECT_EQ(option(run, "bsam-prior-mean"), "init");
+    EXPECT_EQ(option(run, "bsam-bn-statistics"), "ascent");
+    EXPECT_EQ(option(run, "bsam-beta2"), "0.99");
+    EXPECT_EQ(option(run, "weight-decay"), "0");
+    noise.insert(option(run, "bsam-noise-std"));
+    alpha.insert(option(run, "lr"));
+    rho.insert(option(run, "rho"));
+  }
+  EXPECT_EQ(noise, (std::set<std::string>{"0.005", "0.01", "0.02"}));  // NSO's σ grid
+  EXPECT_EQ(alpha.size(), 3u);
+  EXPECT_EQ(rho.size(), 3u);
+  EXPECT_EQ(count_by(plan, "method")["bsam"], 27 * 3 * 2);  // 27 settings × 3 tasks × 2 selection seeds
+}
+
 TEST(ShippedExperiments, EveryQuickFormIsSmall) {
   for (const char* name : {"finetune", "noise-laws", "nso-ablations", "regularizers", "noise-stability", "crsam-curvature"}) {
     const fx::Plan plan = plan_of(name, /*quick=*/true);
