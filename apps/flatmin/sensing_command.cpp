@@ -38,6 +38,7 @@ struct SensingArgs {
   double init_scale = 1.0;
   int64_t log_every = 50;
   uint64_t seed = 0;
+  bool float64 = false;
   std::string out;
   int threads = 0;
   std::string progress = "auto";
@@ -76,6 +77,7 @@ int run_sensing(const SensingArgs& a) {
                        {"init_scale", a.init_scale},
                        {"log_every", a.log_every},
                        {"seed", a.seed},
+                       {"float64", a.float64},
                        {"loss", "1/(2n) * sum_i (<A_i, U U^T> - y_i)^2, A_i with N(0,1) entries, U in R^{d x d}"}};
   flatmin::write_text_file((fs::path(out) / "config.json").string(), config.dump(2) + "\n");
 
@@ -93,7 +95,13 @@ int run_sensing(const SensingArgs& a) {
   progress.start("steps", a.steps);
   const sensing::RunResult result = sensing::run(
       problem, method,
-      sensing::RunOptions().steps(a.steps).lr(a.lr).init_scale(a.init_scale).log_every(a.log_every).seed(a.seed),
+      sensing::RunOptions()
+          .steps(a.steps)
+          .lr(a.lr)
+          .init_scale(a.init_scale)
+          .log_every(a.log_every)
+          .seed(a.seed)
+          .float64(a.float64),
       [&](const sensing::Point& p) {
         // The columns flatmin report reads (epoch = step: every step sees the whole training set).
         log.append(training::Record()
@@ -120,9 +128,11 @@ int run_sensing(const SensingArgs& a) {
     return kExitDiverged;
   }
   const sensing::Point& last = result.points.back();
+  const double kappa = method.name() == "sgd" ? 0.0 : sensing::penalty_strength(a.dimension, a.lr, a.sigma, a.steps);
   const json extra = {{"recovery_error", last.recovery_error},
                       {"nuclear_norm", last.nuclear_norm},
-                      {"trace_over_nuclear", last.trace_over_nuclear}};
+                      {"trace_over_nuclear", last.trace_over_nuclear},
+                      {"kappa", kappa}};
   const json summary = {{"final_train_loss", last.train_loss},
                         {"final_test_loss", last.test_loss},
                         {"gap_loss", last.test_loss - last.train_loss},
@@ -160,7 +170,9 @@ Action add_sensing_command(CLI::App& app) {
       "steps of GD (sgd without momentum), WP-GD or NSO through flatmin's PerturbedOptimizer. Logged every\n"
       "--log-every steps into metrics.csv: train and test loss (fresh measurements), ‖UUᵀ − X*‖_F/‖X*‖_F, the\n"
       "exact Hessian trace Tr∇²L = 1/n·Σ(‖(A_i + A_iᵀ)U‖² + 2d·r_i·tr A_i), ‖UUᵀ‖_* and their ratio (2(d+1) at\n"
-      "interpolation). Exit code 3 when the loss diverges.\n\n"
+      "interpolation). summary.json's extra also holds κ = 2(2d+1)·lr·σ²·steps, the accumulated strength of the\n"
+      "nuclear-norm penalty the noise adds (0 for GD). The loss columns (train_loss, test_loss) are this 1/(2n)\n"
+      "loss, half the mean squared measurement error. Exit code 3 when the loss diverges.\n\n"
       "  flatmin sensing --method gd --lr 1e-4\n"
       "  flatmin sensing --method nso --sigma 0.008 --lr 1e-4 --seed 1 --out runs/sensing-nso");
   cmd->option_defaults()->always_capture_default();
@@ -193,6 +205,9 @@ Action add_sensing_command(CLI::App& app) {
   const std::string run = "Run";
   cmd->add_option("--log-every", args->log_every, "A metrics row every N steps")->check(integer_in(1))->group(run);
   cmd->add_option("--seed", args->seed, "Seed of the problem, U₀ and the noise")->group(run);
+  cmd->add_flag("--float64", args->float64,
+                "U, the measurements and the loss in float64 (the same problem and U₀, drawn in float32)")
+      ->group(run);
   cmd->add_option("--out", args->out, "Output directory (default runs/sensing-<method>-seed<seed>)")->group(run);
   cmd->add_option("--threads", args->threads, "Intra-op threads (0 = 1)")->check(integer_in(0, 1024))->group(run);
   cmd->add_option("--progress", args->progress, "auto (bar on a terminal) | bar | lines | quiet")

@@ -71,15 +71,24 @@ double recovery_error(const at::Tensor& u_in, const at::Tensor& x_star) {
   return (torch::mm(u, u.t()) - x).norm().item<double>() / x.norm().item<double>();
 }
 
-RunResult run(const Problem& problem, const optim::MethodSpec& method, const RunOptions& o,
+double penalty_strength(int64_t dimension, double lr, double sigma, int64_t steps) {
+  return 2.0 * static_cast<double>(2 * dimension + 1) * lr * sigma * sigma * static_cast<double>(steps);
+}
+
+RunResult run(const Problem& problem_in, const optim::MethodSpec& method, const RunOptions& o,
               const std::function<void(const Point&)>& on_point) {
   check(o.steps() >= 0 && o.log_every() > 0, "matrix sensing: steps must be >= 0 and log_every > 0");
   check(o.lr() > 0 && std::isfinite(o.lr()), "matrix sensing: the learning rate must be positive");
   check(method.name() == "sgd" || method.name() == "wp-sgd" || method.name() == "nso",
         "matrix sensing: method '" + method.name() + "' is not one of gd (sgd), wp-gd (wp-sgd), nso");
+  const auto dtype = o.float64() ? torch::kFloat64 : torch::kFloat32;
+  Problem problem = problem_in;
+  for (at::Tensor* t : {&problem.u_star, &problem.x_star, &problem.a_train, &problem.a_test, &problem.y_train,
+                        &problem.y_test})
+    *t = t->to(dtype);
   const int64_t d = problem.x_star.size(0);
   at::Generator gen = at::detail::createCPUGenerator(derive_seed(o.seed(), SeedStream::kModelInit));
-  at::Tensor u = (o.init_scale() * torch::randn({d, d}, gen, torch::kFloat32)).set_requires_grad(true);
+  at::Tensor u = (o.init_scale() * torch::randn({d, d}, gen, torch::kFloat32)).to(dtype).set_requires_grad(true);
 
   // Full-batch gradient descent is SGD without momentum, weight decay or sampling.
   auto optimizer = optim::make_perturbed_optimizer(

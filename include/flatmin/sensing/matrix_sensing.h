@@ -76,6 +76,10 @@ struct RunOptions {
   TORCH_ARG(double, init_scale) = 1.0;   ///< U₀ = init_scale · N(0, 1) (the paper: 1)
   TORCH_ARG(int64_t, log_every) = 50;    ///< a row every N steps (and at 0 and the last)
   TORCH_ARG(uint64_t, seed) = 0;         ///< U₀ and the noise
+  /// U, the measurements and the loss in float64. The problem and U₀ are drawn in float32 either way, so
+  /// both precisions solve the same problem from the same start; float64 keeps the late, tiny training
+  /// losses of a long run (and the noise's small net pull on U) above rounding.
+  TORCH_ARG(bool, float64) = false;
   /// A loss above this (or not finite) is divergence: the run stops there.
   TORCH_ARG(double, divergence_loss) = 1e12;
 };
@@ -100,6 +104,14 @@ struct RunResult {
 
 /// Trains U from U₀ by `method` over a plain gradient step (SGD without momentum or weight decay: GD) with
 /// the full training set every step. `on_point` (may be empty) sees every logged point as it is made.
+/// κ = 2(2d + 1)·lr·σ²·T: the accumulated strength of the nuclear-norm penalty that σ-noise adds over T steps
+/// of rate lr. NSO's mean gradient is ∇L + σ²/2·∇Tr∇²L exactly (L is quartic); averaged over Gaussian
+/// measurements Tr∇²L = 2(d + 1)‖U‖_F² + 2d·tr(UUᵀ − X*), so the noise adds (2d + 1)σ²·‖UUᵀ‖_* (up to a
+/// constant), whose gradient 2(2d + 1)σ²·U shrinks U by 1 − 2(2d + 1)·lr·σ² per step: κ is that
+/// shrinkage's total exponent (0 for GD). (2(d + 1) alone, the trace's value at interpolation, misses the
+/// second term's gradient, which does not vanish there.)
+double penalty_strength(int64_t dimension, double lr, double sigma, int64_t steps);
+
 RunResult run(const Problem& problem, const optim::MethodSpec& method, const RunOptions& options,
               const std::function<void(const Point&)>& on_point = {});
 
