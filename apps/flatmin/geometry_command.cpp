@@ -524,9 +524,9 @@ Action add_geometry_command(CLI::App& app) {
       ->group(measure_group);
   cmd->add_option("--gap-draws", args->gap_draws, "Gap: draws per σ")->check(integer_in(2, 10000000))->group(measure_group);
   cmd->add_option("--noise", args->noise,
-                  "Gap: gaussian | laplace | uniform | rademacher (alias binomial), comma-separated for one table per law")
+                  "Gap: gaussian | laplace | uniform | rademacher (alias binomial) | binomial4 (the NSO authors' σ·Binomial(4,½): mean 2σ, not zero), comma-separated for one table per law")
       ->delimiter(',')
-      ->check(CLI::IsMember({"gaussian", "laplace", "uniform", "rademacher", "binomial"}))
+      ->check(CLI::IsMember({"gaussian", "laplace", "uniform", "rademacher", "binomial", "binomial4"}))
       ->group(measure_group);
   cmd->add_flag("--one-sided", args->one_sided, "Gap: f(W+U) − f(W) instead of antithetic pairs")->group(measure_group);
   cmd->add_option("--rho", args->rho, "Ratio: SAM radius ρ")->check(number_between(0, 1e6, false))->group(measure_group);

@@ -194,8 +194,8 @@ Action add_sensing_command(CLI::App& app) {
       ->group(method);
   cmd->add_option("--k", args->k, "NSO: perturbations per step (cost 2k)")->check(integer_in(1, 1024))->group(method);
   cmd->add_flag("--no-negative", args->no_negative, "NSO: 2k one-sided draws instead of k ± pairs")->group(method);
-  cmd->add_option("--noise", args->noise, "gaussian | laplace | uniform | rademacher (alias binomial)")
-      ->check(CLI::IsMember({"gaussian", "laplace", "uniform", "rademacher", "binomial"}))
+  cmd->add_option("--noise", args->noise, "gaussian | laplace | uniform | rademacher (alias binomial) | binomial4 (the NSO authors' σ·Binomial(4,½): mean 2σ, not zero)")
+      ->check(CLI::IsMember({"gaussian", "laplace", "uniform", "rademacher", "binomial", "binomial4"}))
       ->group(method);
   cmd->add_option("--lr", args->lr, "Learning rate of the full-batch step")->check(number_between(0, 1e6, false))->group(method);
   cmd->add_option("--steps", args->steps, "Full-batch steps")->check(integer_in(0, 100000000))->group(method);

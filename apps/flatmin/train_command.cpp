@@ -550,8 +550,8 @@ Action add_train_command(CLI::App& app) {
   cmd->add_flag("--no-negative", args->no_negative,
                 "NSO ablation: 2k independent one-sided draws instead of k ± pairs (same cost)")
       ->group(method_group);
-  cmd->add_option("--noise", args->noise, "Noise law: gaussian | laplace | uniform | rademacher (alias binomial)")
-      ->check(CLI::IsMember({"gaussian", "laplace", "uniform", "rademacher", "binomial"}))
+  cmd->add_option("--noise", args->noise, "Noise law: gaussian | laplace | uniform | rademacher (alias binomial) | binomial4 (the NSO authors' σ·Binomial(4,½): mean 2σ, not zero)")
+      ->check(CLI::IsMember({"gaussian", "laplace", "uniform", "rademacher", "binomial", "binomial4"}))
       ->group(method_group);
   cmd->add_option("--sigma-schedule", args->sigma_schedule,
                   "constant | linear | exp: warm σ up from 0 (linear) or 1e-5 (exp) per epoch")

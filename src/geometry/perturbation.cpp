@@ -35,7 +35,7 @@ GapResult perturbation_gap(const Objective& objective, const GapOptions& options
   GapResult r;
   r.draws = options.draws();
   r.law = noise::to_string(options.law());
-  r.antithetic = options.antithetic();
+  r.antithetic = options.antithetic() && noise::is_mean_zero(options.law());
   if (std::isnan(options.trace())) {
     const TraceResult trace = hutchinson_trace(objective, options.trace_options());
     r.trace = trace.trace;
@@ -66,7 +66,7 @@ GapResult perturbation_gap(const Objective& objective, const GapOptions& options
       }
       const double plus = objective.value();
       double gap = plus - r.loss;
-      if (options.antithetic()) {
+      if (r.antithetic) {
         {
           torch::NoGradGuard no_grad;
           for (size_t t = 0; t < params.size(); ++t) params[t].tensor.data().mul_(-1).add_(anchor[t], 2);  // 2W − (W+U)

@@ -20,8 +20,11 @@ NoiseLaw parse_noise_law(const std::string& name) {
   if (name == "laplace") return NoiseLaw::kLaplace;
   if (name == "uniform") return NoiseLaw::kUniform;
   if (name == "rademacher" || name == "binomial") return NoiseLaw::kRademacher;
-  throw Error("unknown noise law '" + name + "' (valid: gaussian, laplace, uniform, rademacher)");
+  if (name == "binomial4") return NoiseLaw::kBinomial4;
+  throw Error("unknown noise law '" + name + "' (valid: gaussian, laplace, uniform, rademacher, binomial4)");
 }
+
+bool is_mean_zero(NoiseLaw law) { return law != NoiseLaw::kBinomial4; }
 
 std::string to_string(NoiseLaw law) {
   switch (law) {
@@ -29,6 +32,7 @@ std::string to_string(NoiseLaw law) {
     case NoiseLaw::kLaplace: return "laplace";
     case NoiseLaw::kUniform: return "uniform";
     case NoiseLaw::kRademacher: return "rademacher";
+    case NoiseLaw::kBinomial4: return "binomial4";
   }
   return "?";
 }
@@ -44,6 +48,7 @@ detail::Law kernel_law(NoiseLaw law) {
     case NoiseLaw::kLaplace: return detail::Law::kLaplace;
     case NoiseLaw::kUniform: return detail::Law::kUniform;
     case NoiseLaw::kRademacher: return detail::Law::kRademacher;
+    case NoiseLaw::kBinomial4: return detail::Law::kBinomial4;
   }
   return detail::Law::kGaussian;
 }

@@ -49,6 +49,7 @@ const char* launch(T* out, const T* base, int64_t n, Law law, T scale, uint64_t 
     case Law::kLaplace: launch_law<Law::kLaplace>(out, base, n, scale, k0, k1, stream); break;
     case Law::kUniform: launch_law<Law::kUniform>(out, base, n, scale, k0, k1, stream); break;
     case Law::kRademacher: launch_law<Law::kRademacher>(out, base, n, scale, k0, k1, stream); break;
+    case Law::kBinomial4: launch_law<Law::kBinomial4>(out, base, n, scale, k0, k1, stream); break;
   }
   const cudaError_t error = cudaGetLastError();  // a launch error; no wait for the kernel
   return error == cudaSuccess ? nullptr : cudaGetErrorString(error);

@@ -126,6 +126,11 @@ FLATMIN_INLINE float uniform(uint32_t w) {
 
 FLATMIN_INLINE float rademacher(uint32_t w) { return as_float(0x3F800000u | (w & 0x80000000u)); }
 
+// Binomial(4, ½): the number of ones among the word's top four bits (0 … 4, mean 2, variance 1).
+FLATMIN_INLINE float binomial4(uint32_t w) {
+  return static_cast<float>(((w >> 28) & 1u) + ((w >> 29) & 1u) + ((w >> 30) & 1u) + (w >> 31));
+}
+
 template <Law kLaw>
 FLATMIN_INLINE void block_values(uint64_t block, uint32_t k0, uint32_t k1, float& x0, float& x1, float& x2, float& x3) {
   const Words w = philox4x32_10(block, k0, k1);
@@ -136,6 +141,8 @@ FLATMIN_INLINE void block_values(uint64_t block, uint32_t k0, uint32_t k1, float
     x0 = laplace(w.w0), x1 = laplace(w.w1), x2 = laplace(w.w2), x3 = laplace(w.w3);
   } else if constexpr (kLaw == Law::kUniform) {
     x0 = uniform(w.w0), x1 = uniform(w.w1), x2 = uniform(w.w2), x3 = uniform(w.w3);
+  } else if constexpr (kLaw == Law::kBinomial4) {
+    x0 = binomial4(w.w0), x1 = binomial4(w.w1), x2 = binomial4(w.w2), x3 = binomial4(w.w3);
   } else {
     x0 = rademacher(w.w0), x1 = rademacher(w.w1), x2 = rademacher(w.w2), x3 = rademacher(w.w3);
   }

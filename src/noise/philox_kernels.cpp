@@ -66,6 +66,7 @@ void fill(T* out, const T* base, int64_t n, int64_t begin, int64_t end, Law law,
     case Law::kLaplace: return fill_with_law<Law::kLaplace>(out, base, n, begin, end, scale, k0, k1);
     case Law::kUniform: return fill_with_law<Law::kUniform>(out, base, n, begin, end, scale, k0, k1);
     case Law::kRademacher: return fill_with_law<Law::kRademacher>(out, base, n, begin, end, scale, k0, k1);
+    case Law::kBinomial4: return fill_with_law<Law::kBinomial4>(out, base, n, begin, end, scale, k0, k1);
   }
 }
 

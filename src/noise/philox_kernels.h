@@ -7,7 +7,7 @@
 
 namespace flatmin::noise::detail {
 
-enum class Law : int { kGaussian = 0, kLaplace = 1, kUniform = 2, kRademacher = 3 };
+enum class Law : int { kGaussian = 0, kLaplace = 1, kUniform = 2, kRademacher = 3, kBinomial4 = 4 };
 
 /// Writes elements of a draw of n values: out[i] = base[i] + scale·x_i (base may be null: out[i] = scale·x_i),
 /// where x_i has mean 0 and variance 1 under `law` and depends only on (key, i). Philox block b yields

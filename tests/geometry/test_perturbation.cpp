@@ -72,6 +72,25 @@ TEST(PerturbationGap, EqualsHalfSigmaSquaredTraceOnAQuadratic) {
   EXPECT_NE(high.warnings[0].find("hardly changes with σ"), std::string::npos) << high.warnings[0];
 }
 
+// The authors' uncentred σ·Binomial(4, ½) (mean 2σ·1, covariance σ²I): drawn one-sided whatever is asked,
+// its gap is E[f(W+U)] − f(W) = 2σ⟨∇f, 1⟩ + σ²/2·(Tr A + 4·1ᵀA1), not σ²/2·Tr A.
+TEST(PerturbationGap, AnUncentredLawIsDrawnOneSidedAndCarriesItsMeansTerms) {
+  torch::manual_seed(1);
+  std::vector<double> values;
+  for (int i = 0; i < 20; ++i) values.push_back(0.5 + 0.1 * i);
+  const at::Tensor a = with_eigenvalues(values, 2);
+  Quadratic q = quadratic(a, torch::randn({20}, torch::kDouble));
+  const double sigma = 0.05, trace = a.trace().item<double>();
+  const GapResult r = perturbation_gap(
+      q.objective, GapOptions().sigmas({sigma}).draws(2000).law(noise::NoiseLaw::kBinomial4).trace(trace).seed(5));
+  EXPECT_FALSE(r.antithetic);
+  const at::Tensor ones = torch::ones({20}, torch::kDouble);
+  const double expected = 2 * sigma * torch::dot(torch::mv(a, q.w.detach()), ones).item<double>() +
+                          0.5 * sigma * sigma * (trace + 4 * torch::dot(ones, torch::mv(a, ones)).item<double>());
+  EXPECT_LE(std::abs(r.rows[0].gap - expected), 4 * r.rows[0].gap_std_error) << r.rows[0].gap << " vs " << expected;
+  EXPECT_GT(std::abs(r.rows[0].gap - r.rows[0].predicted), 10 * r.rows[0].gap_std_error);  // not σ²/2·Tr
+}
+
 TEST(PerturbationGap, EstimatesTheTraceItselfAndSaysWhereTheQuadraticModelFails) {
   std::vector<double> values(20, 2.0);
   Quadratic q = quadratic(with_eigenvalues(values, 2), torch::randn({20}, torch::kDouble));

@@ -56,6 +56,24 @@ INSTANTIATE_TEST_SUITE_P(AllLaws, NoiseLawTest,
 
 const NoiseLaw kLaws[] = {NoiseLaw::kGaussian, NoiseLaw::kLaplace, NoiseLaw::kUniform, NoiseLaw::kRademacher};
 
+// The NSO authors' "binomial", under its own name: σ·Binomial(4, ½) — integer multiples of σ with the
+// binomial frequencies 1:4:6:4:1/16, mean 2σ (not zero), std σ.
+TEST(Noise, Binomial4IsTheAuthorsUncenteredLaw) {
+  const double sigma = 0.25;
+  at::Tensor x = at::empty({1 << 20}, at::kDouble);
+  flatmin::noise::fill_noise_(x, NoiseLaw::kBinomial4, sigma, 11);
+  const double n = static_cast<double>(x.numel());
+  for (int k = 0; k <= 4; ++k) {
+    const double expected = (k == 0 || k == 4 ? 1 : k == 2 ? 6 : 4) / 16.0;
+    const double freq = (x == k * sigma).sum().item<double>() / n;
+    EXPECT_NEAR(freq, expected, 5 * std::sqrt(expected * (1 - expected) / n)) << k;
+  }
+  EXPECT_NEAR(x.mean().item<double>(), 2 * sigma, 5 * sigma / std::sqrt(n));
+  EXPECT_NEAR(x.std().item<double>(), sigma, 0.002);
+  EXPECT_EQ(flatmin::noise::parse_noise_law("binomial4"), NoiseLaw::kBinomial4);
+  EXPECT_EQ(flatmin::noise::to_string(NoiseLaw::kBinomial4), "binomial4");
+}
+
 TEST(Noise, RademacherIsExactlyPlusMinusSigmaAndUniformIsBounded) {
   at::Tensor x = at::empty({10000});
   flatmin::noise::fill_noise_(x, NoiseLaw::kRademacher, 0.25, 7);

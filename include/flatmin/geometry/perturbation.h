@@ -25,6 +25,8 @@ struct GapOptions {
   TORCH_ARG(int64_t, draws) = 100;
   TORCH_ARG(noise::NoiseLaw, law) = noise::NoiseLaw::kGaussian;
   /// (f(W+U) + f(W−U))/2 − f(W): the first-order term cancels exactly and the variance drops. Off: f(W+U) − f(W).
+  /// A law that is not mean-zero (binomial4) is always drawn one-sided: −U would be another law, and the pair
+  /// would hide the mean's first-order term that E[f(W+U)] − f(W) contains.
   TORCH_ARG(bool, antithetic) = true;
   TORCH_ARG(uint64_t, seed) = 0;
   /// Tr∇²f for the prediction; NaN = estimate it here with `trace_options`.

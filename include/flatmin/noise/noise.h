@@ -16,11 +16,17 @@ enum class NoiseLaw {
   kLaplace,     ///< Laplace(0, b = σ/√2)
   kUniform,     ///< U(−√3σ, √3σ)
   kRademacher,  ///< ±σ with probability ½ each (the paper's mean-zero "Binomial")
+  /// σ·Binomial(4, ½): values 0, σ, …, 4σ, std σ but mean 2σ — the "binomial" of the NSO authors' code.
+  /// Not mean-zero, as the theory requires: offered under this explicit name to test what that law does.
+  kBinomial4,
 };
 
-/// "gaussian" | "laplace" | "uniform" | "rademacher" (alias "binomial"); throws flatmin::Error otherwise.
+/// "gaussian" | "laplace" | "uniform" | "rademacher" (alias "binomial") | "binomial4"; throws
+/// flatmin::Error otherwise.
 NoiseLaw parse_noise_law(const std::string& name);
 std::string to_string(NoiseLaw law);
+/// Whether the law has mean zero (and is symmetric): every law but binomial4.
+bool is_mean_zero(NoiseLaw law);
 
 /// Counter-based draws (Philox4x32-10, the generator of cuRAND and JAX): element i of the draw keyed by
 /// `key` is a fixed function of (key, i), in the row-major order of the tensor's shape. So a draw is
