@@ -53,6 +53,7 @@ struct GeometryArgs {
   std::string checkpoint;
   std::string data_dir;  // empty: the run's own (run_data_source)
   std::string split = "train";
+  std::string mode = "eval";
   int64_t examples = 5000;
   int64_t batch_size = 100;  // measured: 5.3x faster than 1,000 on a CNN (docs/PERFORMANCE.md)
   std::vector<std::string> measures{"grad", "trace", "eigen"};
@@ -145,7 +146,9 @@ int run_geometry(const GeometryArgs& a) {
   const data::Dataset* split = &checked_split(d, a.split, ck, path);
   const data::Dataset sample = geometry::sample_examples(*split, a.examples, a.sample_seed);
   const geometry::Objective objective =
-      geometry::Objective::for_model(ck.model, sample, geometry::ObjectiveOptions().batch_size(a.batch_size));
+      geometry::Objective::for_model(ck.model, sample,
+                                     geometry::ObjectiveOptions().batch_size(a.batch_size).mode(
+                                         geometry::parse_model_mode(a.mode)));
   const geometry::HvpOptions hvp = geometry::HvpOptions().graph_memory_mb(a.graph_memory_mb);
 
   json j;
@@ -165,7 +168,8 @@ int run_geometry(const GeometryArgs& a) {
                {"examples", sample.size()},
                {"split_examples", split->size()},
                {"batch_size", a.batch_size},
-               {"loss", "cross-entropy (mean), eval mode"}};
+               {"loss", "cross-entropy (mean), " + a.mode + " mode"},
+               {"mode", a.mode}};
   j["seed"] = a.seed;
   j["sample_seed"] = a.sample_seed;
   j["threads"] = thread_counts.torch_intra_op;
@@ -306,7 +310,8 @@ int run_geometry(const GeometryArgs& a) {
       tables.push_back({{"loss", g.loss},
                         {"trace", g.trace},
                         {"trace_std_error", g.trace_std_error},
-                        {"law", g.law},
+                        {"law", a.mode == "train" ? g.law + " (train mode)" : g.law},
+                        {"mode", a.mode},
                         {"antithetic", g.antithetic},
                         {"draws", g.draws},
                         {"rows", rows},
@@ -474,6 +479,12 @@ Action add_geometry_command(CLI::App& app) {
       ->group(input_group);
   cmd->add_option("--split", args->split, "train | val | test")
       ->check(CLI::IsMember({"train", "val", "test"}))
+      ->group(input_group);
+  cmd->add_option("--mode", args->mode,
+                  "The model's mode for grad, trace, hutchpp, eigen, density and gap: eval (BatchNorm's running "
+                  "statistics) or train (each batch's own statistics: the loss the training steps and NSO's noise "
+                  "see; the running statistics are restored after). ratio and pac-bayes stay in eval mode")
+      ->check(CLI::IsMember({"eval", "train"}))
       ->group(input_group);
   cmd->add_option("--examples", args->examples, "Random examples of the split measured (0 = all)")
       ->check(integer_in(0))

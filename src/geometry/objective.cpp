@@ -99,18 +99,26 @@ Objective Objective::for_model(const models::Model& model, const data::Dataset& 
         return loss_fn(model.forward(x.narrow(0, start, count)), y.narrow(0, start, count));
       },
       std::move(weights));
-  objective.set_module(model.module(), options.eval_mode());
+  objective.set_module(model.module(), options.mode());
   objective.set_example_loss(n, [model, x, y, loss_fn](int64_t i) {
     return loss_fn(model.forward(x.narrow(0, i, 1)), y.narrow(0, i, 1));
   });
   return objective;
 }
 
-Objective& Objective::set_module(std::shared_ptr<torch::nn::Module> module, bool eval_mode) {
+Objective& Objective::set_module(std::shared_ptr<torch::nn::Module> module, ModelMode mode) {
   module_ = std::move(module);
-  eval_mode_ = eval_mode;
+  mode_ = mode;
   return *this;
 }
+
+ModelMode parse_model_mode(const std::string& name) {
+  if (name == "eval") return ModelMode::kEval;
+  if (name == "train") return ModelMode::kTrain;
+  throw Error("unknown model mode '" + name + "' (valid: eval, train)");
+}
+
+std::string to_string(ModelMode mode) { return mode == ModelMode::kTrain ? "train" : "eval"; }
 
 Objective& Objective::set_example_loss(int64_t num_examples, ExampleLoss loss) {
   check(num_examples >= 0, "Objective: number of examples must be >= 0");
@@ -121,11 +129,12 @@ Objective& Objective::set_example_loss(int64_t num_examples, ExampleLoss loss) {
 
 Objective Objective::example(int64_t i) const {
   check(has_example_loss(), "this measurement needs per-example losses (Objective::for_model or set_example_loss)");
+  check(mode_ == ModelMode::kEval, "per-example measurements need eval mode: one example has no batch statistics");
   check(i >= 0 && i < num_examples_,
         "example " + std::to_string(i) + " out of range [0, " + std::to_string(num_examples_) + ")");
   Objective one(parameters_, [f = example_loss_, i](int64_t) { return f(i); }, {1.0});
   one.module_ = module_;
-  one.eval_mode_ = eval_mode_;
+  one.mode_ = mode_;
   return one;
 }
 
@@ -171,14 +180,14 @@ at::TensorOptions Objective::tensor_options() const {
 
 MeasurementScope::MeasurementScope(const Objective& objective, bool snapshot_parameters) : objective_(objective) {
   torch::NoGradGuard no_grad;
-  if (objective.module() && objective.eval_mode()) {
+  if (objective.module()) {
     // Pre-order: restoring in this order (each train() call recurses) leaves every module as it was.
     for (const auto& m : objective.module()->modules(/*include_self=*/true)) modes_.emplace_back(m.get(), m->is_training());
     for (const auto& b : objective.module()->buffers(/*recurse=*/true)) {
       buffers_.push_back(b);
       buffer_copies_.push_back(b.clone());
     }
-    objective.module()->eval();
+    objective.module()->train(objective.mode() == ModelMode::kTrain);
   }
   if (snapshot_parameters)
     for (const auto& p : objective.parameters()) anchor_.push_back(p.tensor.detach().clone());

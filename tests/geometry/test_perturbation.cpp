@@ -199,7 +199,7 @@ TEST(PacBayes, BoundIsTheTheoremsFormulaAndDistanceMatchesByName) {
   EXPECT_THROW(parameter_distance(*a, *c), flatmin::Error);
 }
 
-TEST(Measurement, BatchNormModelIsMeasuredInEvalModeAndLeftExactlyAsItWas) {
+TEST(Measurement, BatchNormModelIsMeasuredInEvalModeAndLeftExactlyAsItWas) {  // and in train mode, asked
   torch::manual_seed(13);
   models::Model resnet =
       models::make_model(models::ModelSpec().name("resnet18").width(4).image_size(16).num_classes(3));
@@ -251,6 +251,14 @@ TEST(Measurement, BatchNormModelIsMeasuredInEvalModeAndLeftExactlyAsItWas) {
     fd.apply(torch::randn({o.dim()}));
   }
   measure_scalars(resnet, d, ScalarOptions().max_probes(2).lanczos_iterations(3));
+  // Train mode: every module trains, BatchNorm normalises with the batch's statistics (one batch of 12 here),
+  // and the running statistics those passes move come back exactly as well.
+  const Objective in_train = Objective::for_model(resnet, d, ObjectiveOptions().batch_size(12).mode(ModelMode::kTrain));
+  EXPECT_NEAR(gradient(in_train).loss, train_loss, 1e-5 * train_loss) << "measured in train mode";
+  hutchinson_trace(in_train, TraceOptions().max_probes(2).min_probes(2));
+  EXPECT_NEAR(perturbation_gap(in_train, GapOptions().sigmas({0.01}).draws(2).trace(1.0)).loss, train_loss,
+              1e-5 * train_loss);
+  EXPECT_THROW(in_train.example(0), flatmin::Error);  // one example has no batch statistics
 
   size_t i = 0;
   for (const auto& p : resnet->parameters()) {

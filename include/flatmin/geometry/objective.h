@@ -14,8 +14,8 @@
 ///    memory is measured (glibc heap in use before and after building a batch's graph), not guessed.
 ///  - finite differences: Hv ≈ ‖v‖·[∇L(W + εv̂) − ∇L(W − εv̂)] / (2ε), v̂ = v/‖v‖ (central, error O(ε²));
 ///    W is restored by copy.
-/// Measurements put the model in eval mode and restore every module's mode, the weights and the buffers
-/// exactly afterwards (`MeasurementScope`).
+/// Measurements put the model in eval mode (or, asked, train mode) and restore every module's mode, the
+/// weights and the buffers exactly afterwards (`MeasurementScope`).
 
 #include <cstdint>
 #include <functional>
@@ -44,14 +44,24 @@ struct NamedParameter {
 /// The parameters of `module` that require gradients, with their dotted names ("fc1.weight").
 std::vector<NamedParameter> trainable_parameters(const torch::nn::Module& module);
 
+/// The model's mode while a measurement runs.
+enum class ModelMode {
+  kEval,   ///< BatchNorm with its running statistics, Dropout off: the model as it is evaluated
+  kTrain,  ///< BatchNorm with each batch's own statistics: the loss the training steps (and NSO's noise) see
+};
+
+/// "eval" | "train"; throws flatmin::Error otherwise.
+ModelMode parse_model_mode(const std::string& name);
+std::string to_string(ModelMode mode);
+
 struct ObjectiveOptions {
   /// Examples per forward/backward pass. 100, measured: a 1,000-example batch of the CNN made every
   /// Hessian-vector product 6.5x slower (its activations exceed glibc's mmap ceiling; docs/PERFORMANCE.md).
   TORCH_ARG(int64_t, batch_size) = 100;
   /// Per-batch mean loss of (logits, targets); cross-entropy when empty.
   TORCH_ARG(models::LossFn, loss) = nullptr;
-  /// Put the model in eval mode while measuring (BatchNorm uses its running statistics, Dropout is off).
-  TORCH_ARG(bool, eval_mode) = true;
+  /// The model's mode while measuring; the running statistics a train-mode pass moves are restored after.
+  TORCH_ARG(ModelMode, mode) = ModelMode::kEval;
 };
 
 class Objective {
@@ -71,8 +81,8 @@ class Objective {
   /// The mean of options.loss over `data` (batched in order), with per-example losses for per-sample measures.
   static Objective for_model(const models::Model& model, const data::Dataset& data, const ObjectiveOptions& options = {});
 
-  /// Makes measurements enter eval mode on `module` (and restore it afterwards); set by for_model.
-  Objective& set_module(std::shared_ptr<torch::nn::Module> module, bool eval_mode = true);
+  /// Makes measurements put `module` in `mode` (and restore it afterwards); set by for_model.
+  Objective& set_module(std::shared_ptr<torch::nn::Module> module, ModelMode mode = ModelMode::kEval);
   Objective& set_example_loss(int64_t num_examples, ExampleLoss loss);
 
   const std::vector<NamedParameter>& parameters() const { return parameters_; }
@@ -84,7 +94,7 @@ class Objective {
   /// Offset of parameter i in a flat vector.
   int64_t offset(size_t i) const { return offsets_.at(i); }
   const std::shared_ptr<torch::nn::Module>& module() const { return module_; }
-  bool eval_mode() const { return eval_mode_; }
+  ModelMode mode() const { return mode_; }
 
   int64_t num_examples() const { return num_examples_; }
   bool has_example_loss() const { return static_cast<bool>(example_loss_); }
@@ -109,7 +119,7 @@ class Objective {
   std::vector<int64_t> offsets_;
   int64_t dim_ = 0;
   std::shared_ptr<torch::nn::Module> module_;
-  bool eval_mode_ = true;
+  ModelMode mode_ = ModelMode::kEval;
   int64_t num_examples_ = 0;
   ExampleLoss example_loss_;
 };
