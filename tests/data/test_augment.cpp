@@ -9,6 +9,9 @@
 #include "flatmin/core/error.h"
 #include "flatmin/data/augment.h"
 
+// Names of this file only: the files of a test binary compile as one translation unit (UNITY_BUILD).
+namespace augment_test {
+
 using namespace flatmin::data;
 
 namespace {
@@ -84,3 +87,5 @@ TEST(Augment, RejectsBadOptions) {
 }
 
 }  // namespace
+
+}  // namespace augment_test

@@ -19,6 +19,9 @@
 #include "flatmin/data/idx.h"
 #include "flatmin/data/sources.h"
 
+// Names of this file only: the files of a test binary compile as one translation unit (UNITY_BUILD).
+namespace dataset_test {
+
 namespace fs = std::filesystem;
 using flatmin::data::Batch;
 using flatmin::data::Batcher;
@@ -541,3 +544,5 @@ TEST(Batcher, BatchesAreCopiesNotViews) {
 }
 
 }  // namespace
+
+}  // namespace dataset_test

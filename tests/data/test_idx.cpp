@@ -16,6 +16,9 @@
 #include "flatmin/data/dataset.h"
 #include "flatmin/data/idx.h"
 
+// Names of this file only: the files of a test binary compile as one translation unit (UNITY_BUILD).
+namespace idx_test {
+
 namespace fs = std::filesystem;
 using flatmin::data::parse_idx;
 using flatmin::data::read_idx;
@@ -462,3 +465,5 @@ TEST(IdxFashionMnist, RealFilesHaveTheExpectedShapesAndClassCounts) {
 }
 
 }  // namespace
+
+}  // namespace idx_test

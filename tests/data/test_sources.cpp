@@ -9,6 +9,9 @@
 #include "flatmin/core/error.h"
 #include "flatmin/data/sources.h"
 
+// Names of this file only: the files of a test binary compile as one translation unit (UNITY_BUILD).
+namespace sources_test {
+
 using namespace flatmin;
 using namespace flatmin::testing;
 namespace fs = std::filesystem;
@@ -258,3 +261,6 @@ TEST(TensorFilesFuzzRegression, DamagedFilesAreFlatminErrors) {
   }
   EXPECT_EQ(count, 4);
 }
+
+}  // namespace sources_test
+#undef EXPECT_CONTAINS

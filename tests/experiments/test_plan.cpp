@@ -11,6 +11,9 @@
 #include "flatmin/experiments/experiment.h"
 #include "flatmin/experiments/plan.h"
 
+// Names of this file only: the files of a test binary compile as one translation unit (UNITY_BUILD).
+namespace plan_test {
+
 namespace fx = flatmin::experiments;
 
 namespace {
@@ -406,3 +409,5 @@ method = "sgd"
   };
   EXPECT_TRUE(fx::runnable_units(plan, record).empty());
 }
+
+}  // namespace plan_test

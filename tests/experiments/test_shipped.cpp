@@ -11,6 +11,9 @@
 #include "flatmin/experiments/experiment.h"
 #include "flatmin/experiments/plan.h"
 
+// Names of this file only: the files of a test binary compile as one translation unit (UNITY_BUILD).
+namespace shipped_test {
+
 namespace fx = flatmin::experiments;
 
 namespace {
@@ -164,3 +167,5 @@ TEST(ShippedExperiments, EveryQuickFormIsSmall) {
     EXPECT_LE(plan.runs.size(), 40u) << name;
   }
 }
+
+}  // namespace shipped_test

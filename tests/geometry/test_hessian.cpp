@@ -10,6 +10,9 @@
 #include "flatmin/geometry/spectrum.h"
 #include "geometry/geometry_test_util.h"
 
+// Names of this file only: the files of a test binary compile as one translation unit (UNITY_BUILD).
+namespace hessian_test {
+
 using namespace flatmin;
 using namespace flatmin::geometry;
 using namespace flatmin::geometry::testing;
@@ -322,3 +325,5 @@ TEST(Objective, RejectsWhatItCannotMeasure) {
   EXPECT_THROW(closure.unflatten(torch::zeros({4})), flatmin::Error);
   EXPECT_NEAR(hutchinson_trace(closure, TraceOptions().max_probes(3)).trace, 6.0, 1e-6);  // H = 2I: every probe exact
 }
+
+}  // namespace hessian_test

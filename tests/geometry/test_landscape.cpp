@@ -11,6 +11,9 @@
 #include "flatmin/geometry/objective.h"
 #include "flatmin/models/models.h"
 
+// Names of this file only: the files of a test binary compile as one translation unit (UNITY_BUILD).
+namespace landscape_test {
+
 using namespace flatmin::geometry;
 
 namespace {
@@ -100,3 +103,5 @@ TEST(Landscape, TheLineBetweenTwoModelsEndsAtTheSecond) {
   EXPECT_TRUE(torch::allclose(seen[1], target));
   EXPECT_THROW(difference_direction({w}, {torch::zeros({3})}), flatmin::Error);
 }
+
+}  // namespace landscape_test

@@ -11,6 +11,9 @@
 #include "flatmin/geometry/perturbation.h"
 #include "geometry/geometry_test_util.h"
 
+// Names of this file only: the files of a test binary compile as one translation unit (UNITY_BUILD).
+namespace perturbation_test {
+
 using namespace flatmin;
 using namespace flatmin::geometry;
 using namespace flatmin::geometry::testing;
@@ -274,3 +277,5 @@ TEST(Measurement, BatchNormModelIsMeasuredInEvalModeAndLeftExactlyAsItWas) {  //
     ++i;
   }
 }
+
+}  // namespace perturbation_test

@@ -16,6 +16,9 @@
 #include "flatmin/core/error.h"
 #include "flatmin/models/models.h"
 
+// Names of this file only: the files of a test binary compile as one translation unit (UNITY_BUILD).
+namespace models_test {
+
 namespace fm = flatmin::models;
 
 namespace {
@@ -379,3 +382,5 @@ TEST(Models, DefaultThreadsServeTheModel) {
   EXPECT_EQ(flatmin::models::default_num_threads(flatmin::models::ModelSpec().name("resnet18"), 8), 8);
   EXPECT_EQ(flatmin::models::default_num_threads(flatmin::models::ModelSpec().name("resnet34"), 0), 1);
 }
+
+}  // namespace models_test

@@ -15,6 +15,9 @@
 #include "flatmin/optim/perturbed_optimizer.h"
 #include "flatmin/training/checkpoint.h"
 
+// Names of this file only: the files of a test binary compile as one translation unit (UNITY_BUILD).
+namespace scripted_test {
+
 namespace fm = flatmin::models;
 namespace fs = std::filesystem;
 
@@ -202,3 +205,5 @@ TEST(Export, PythonGetsFlatminsLogits) {
   EXPECT_EQ(std::system(command.c_str()), 0) << command << " (needs Debian's python3-torch)";
   fs::remove_all(dir);
 }
+
+}  // namespace scripted_test

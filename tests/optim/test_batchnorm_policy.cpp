@@ -6,6 +6,9 @@
 #include "flatmin/optim/methods.h"
 #include "flatmin/optim/perturbed_optimizer.h"
 
+// Names of this file only: the files of a test binary compile as one translation unit (UNITY_BUILD).
+namespace batchnorm_policy_test {
+
 using namespace flatmin::optim;
 
 namespace {
@@ -111,3 +114,5 @@ TEST(BatchNormPolicy, EvalModeAndZeroLearningRateLeaveEverythingBitwiseUnchanged
 }
 
 }  // namespace
+
+}  // namespace batchnorm_policy_test

@@ -15,6 +15,9 @@
 #include "flatmin/models/models.h"
 #include "flatmin/optim/methods.h"
 
+// Names of this file only: the files of a test binary compile as one translation unit (UNITY_BUILD).
+namespace memory_test {
+
 using namespace flatmin;
 
 namespace {
@@ -113,3 +116,5 @@ TEST(Memory, BsamHoldsItsOwnStateAndNoMore) {
 }
 
 }  // namespace
+
+}  // namespace memory_test

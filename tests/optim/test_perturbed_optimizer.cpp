@@ -12,6 +12,9 @@
 #include "flatmin/optim/methods.h"
 #include "flatmin/optim/perturbed_optimizer.h"
 
+// Names of this file only: the files of a test binary compile as one translation unit (UNITY_BUILD).
+namespace perturbed_optimizer_test {
+
 using namespace flatmin::optim;
 using flatmin::noise::NoiseLaw;
 
@@ -294,3 +297,5 @@ TEST(PerturbedOptimizer, MethodsSeeTheGradientOfEarlierPasses) {
 }
 
 }  // namespace
+
+}  // namespace perturbed_optimizer_test

@@ -19,6 +19,9 @@
 #include "flatmin/optim/regularizers.h"
 #include "flatmin/optim/sam.h"
 
+// Names of this file only: the files of a test binary compile as one translation unit (UNITY_BUILD).
+namespace sam_test {
+
 using namespace flatmin::optim;
 using TensorList = std::vector<at::Tensor>;
 
@@ -571,3 +574,5 @@ TEST(SamFamily, FactoryBuildsEveryMethodWithItsCostAndDefaults) {
 }
 
 }  // namespace
+
+}  // namespace sam_test

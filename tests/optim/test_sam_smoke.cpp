@@ -14,6 +14,9 @@
 #include "flatmin/optim/methods.h"
 #include "flatmin/training/run.h"
 
+// Names of this file only: the files of a test binary compile as one translation unit (UNITY_BUILD).
+namespace sam_smoke_test {
+
 using namespace flatmin;
 
 namespace {
@@ -39,3 +42,5 @@ TEST(EndToEnd, EveryMethodTrainsTheMlpOnAFashionMnistSubset) {
 }
 
 }  // namespace
+
+}  // namespace sam_smoke_test

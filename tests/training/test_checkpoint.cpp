@@ -9,6 +9,9 @@
 #include "flatmin/optim/base_optimizer.h"
 #include "flatmin/training/checkpoint.h"
 
+// Names of this file only: the files of a test binary compile as one translation unit (UNITY_BUILD).
+namespace checkpoint_test {
+
 using namespace flatmin;
 using namespace flatmin::training;
 
@@ -158,3 +161,5 @@ TEST(CheckpointFuzzRegression, UnparsableTorchScriptIsAFlatminError) {
     EXPECT_EQ(std::string(e.what()).find('\n'), std::string::npos) << "one line: " << e.what();
   }
 }
+
+}  // namespace checkpoint_test

@@ -18,6 +18,9 @@
 #include "flatmin/training/run.h"
 #include "training/blobs.h"
 
+// Names of this file only: the files of a test binary compile as one translation unit (UNITY_BUILD).
+namespace device_test {
+
 using namespace flatmin;
 using namespace flatmin::training;
 using flatmin::testing::blobs;
@@ -214,3 +217,5 @@ TEST(MemoryCounter, SaysWhetherItCounts) {
   const at::Tensor t = at::empty({1 << 16});
   EXPECT_GE(counter.live() - before, static_cast<int64_t>(t.nbytes()));
 }
+
+}  // namespace device_test

@@ -15,6 +15,9 @@
 #include "flatmin/training/run.h"
 #include "training/blobs.h"
 
+// Names of this file only: the files of a test binary compile as one translation unit (UNITY_BUILD).
+namespace gpu_test {
+
 using namespace flatmin;
 using namespace flatmin::training;
 using flatmin::testing::blobs;
@@ -172,3 +175,6 @@ TEST(Gpu, HessianTraceAgreesWithTheCpus) {
   const double on_gpu = geometry::hutchinson_trace(geometry::Objective::for_model(run.model, data.test), options).trace;
   EXPECT_NEAR(on_gpu, on_cpu, 1e-3 * std::abs(on_cpu));
 }
+
+}  // namespace gpu_test
+#undef SKIP_WITHOUT_GPU

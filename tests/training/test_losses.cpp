@@ -11,6 +11,9 @@
 #include "flatmin/training/run.h"
 #include "training/blobs.h"
 
+// Names of this file only: the files of a test binary compile as one translation unit (UNITY_BUILD).
+namespace losses_test {
+
 using namespace flatmin::training;
 
 namespace {
@@ -151,3 +154,5 @@ TEST(RunTraining, ConfigRecordsTheNewOptions) {
 }
 
 }  // namespace
+
+}  // namespace losses_test

@@ -13,6 +13,9 @@
 #include "flatmin/training/run.h"
 #include "training/blobs.h"
 
+// Names of this file only: the files of a test binary compile as one translation unit (UNITY_BUILD).
+namespace pretrained_test {
+
 using namespace flatmin;
 using namespace flatmin::training;
 using flatmin::testing::blobs;
@@ -195,3 +198,5 @@ TEST(Splits, LabelNoiseFlipsExactlyTheFractionToOtherClassesOnTheTrainingSplitOn
   EXPECT_TRUE(torch::equal(noisy.train.targets, data::make_splits(data, options).train.targets));  // seeded
   EXPECT_THROW(data::make_splits(data, data::SplitOptions().val_size(50).label_noise(1.0)), flatmin::Error);
 }
+
+}  // namespace pretrained_test

@@ -17,6 +17,9 @@
 #include "flatmin/training/run.h"
 #include "training/blobs.h"
 
+// Names of this file only: the files of a test binary compile as one translation unit (UNITY_BUILD).
+namespace stop_anywhere_test {
+
 using namespace flatmin;
 using namespace flatmin::training;
 using flatmin::testing::blobs;
@@ -153,3 +156,5 @@ TEST(StopAnywhere, AMalformedStopAtIsOneClearError) {
 }
 
 }  // namespace
+
+}  // namespace stop_anywhere_test

@@ -17,6 +17,9 @@
 #include "flatmin/training/trainer.h"
 #include "training/blobs.h"
 
+// Names of this file only: the files of a test binary compile as one translation unit (UNITY_BUILD).
+namespace training_test {
+
 using namespace flatmin;
 using namespace flatmin::training;
 using flatmin::testing::scratch_dir;
@@ -323,3 +326,5 @@ TEST(Resume, KeepsTheNewestCheckpointsAndSkipsADamagedOne) {
 }
 
 }  // namespace
+
+}  // namespace training_test
