@@ -19,10 +19,13 @@
 #include "flatmin/reports/tables.h"
 #include "reports/fake_sweep.h"
 
+// Names of this file only: the files of a test binary compile as one translation unit (UNITY_BUILD).
+namespace report_test {
+
 namespace fs = std::filesystem;
 using namespace flatmin::reports;
 
-namespace {
+// (The file's own namespace, report_test, keeps these helpers to this file.)
 
 // A fresh directory per test, removed afterwards.
 class TempDir {
@@ -70,7 +73,6 @@ std::string error_of(F f) {
 
 constexpr double kTol = 1e-12;
 
-}  // namespace
 
 // ------------------------------------------------------------------------------------------------ stats
 
@@ -754,3 +756,5 @@ TEST(ReportPlots, FileStems) {
   EXPECT_EQ(file_stem(".."), "_..");
   EXPECT_EQ(file_stem(""), "_");
 }
+
+}  // namespace report_test

@@ -9,6 +9,9 @@
 
 #include "flatmin/reports/statistics.h"
 
+// Names of this file only: the files of a test binary compile as one translation unit (UNITY_BUILD).
+namespace statistics_test {
+
 using namespace flatmin::reports;
 
 namespace {
@@ -78,3 +81,5 @@ TEST(PairedStatistics, PairedSampleByHand) {
   EXPECT_EQ(paired_stats({}).n, 0);
   EXPECT_TRUE(std::isnan(paired_stats({}).sign_p));
 }
+
+}  // namespace statistics_test
