@@ -319,19 +319,14 @@ struct BsamReference {
   }
 };
 
-TEST(Bsam, StepsEqualTheHandComputedRule) {
-  const at::Tensor w0 = at::randn({kDim}, at::kDouble);
-  const int64_t N = 50;
-  const double rho = 0.05, prior = 10, gamma = 0.1, s0 = 2.0, b1 = 0.8, b2 = 0.9, lr = 0.3;
-  const uint64_t seed = 3;
-  auto method = std::make_shared<Bsam>(
-      BsamOptions(N).rho(rho).prior_precision(prior).damping(gamma).init_precision(s0).beta1(b1).beta2(b2));
+// Three bSAM steps on the quartic from w0 against `ref`, step by step (weights, precision, momentum) and
+// point by point; returns the points the closure saw.
+std::vector<at::Tensor> expect_bsam_steps(const std::shared_ptr<Bsam>& method, const at::Tensor& w0, BsamReference ref,
+                                          uint64_t seed, double lr) {
   auto w = w0.clone().set_requires_grad(true);
   PerturbedOptimizer opt(std::make_shared<BsamUpdate>(TensorList{w}, method, BsamUpdateOptions(lr)), method,
                          PerturbedOptimizerOptions().seed(seed));
   std::vector<at::Tensor> seen, expected_points;
-  BsamReference ref{static_cast<double>(N), rho, prior / N, gamma, b1, b2, at::full_like(w0, s0),
-                    at::zeros_like(w0), at::Tensor()};
   at::Tensor w_ref = w0;
   for (int64_t t = 0; t < 3; ++t) {  // several steps: s and m carry over
     opt.step([&] {
@@ -346,9 +341,23 @@ TEST(Bsam, StepsEqualTheHandComputedRule) {
     EXPECT_TRUE(at::allclose(method->precision()[0], ref.s, kTol, kTol)) << "step " << t;
     EXPECT_TRUE(at::allclose(method->momentum()[0], ref.m, kTol, kTol)) << "step " << t;
   }
-  ASSERT_EQ(seen.size(), expected_points.size());
-  for (size_t i = 0; i < seen.size(); ++i) EXPECT_TRUE(at::allclose(seen[i], expected_points[i], kTol, kTol)) << i;
+  EXPECT_EQ(seen.size(), expected_points.size());
+  for (size_t i = 0; i < seen.size() && i < expected_points.size(); ++i)
+    EXPECT_TRUE(at::allclose(seen[i], expected_points[i], kTol, kTol)) << i;
   EXPECT_EQ(opt.gradient_evaluations(), 6);
+  return seen;
+}
+
+TEST(Bsam, StepsEqualTheHandComputedRule) {
+  const at::Tensor w0 = at::randn({kDim}, at::kDouble);
+  const int64_t N = 50;
+  const double rho = 0.05, prior = 10, gamma = 0.1, s0 = 2.0, b1 = 0.8, b2 = 0.9, lr = 0.3;
+  auto method = std::make_shared<Bsam>(
+      BsamOptions(N).rho(rho).prior_precision(prior).damping(gamma).init_precision(s0).beta1(b1).beta2(b2));
+  expect_bsam_steps(method, w0,
+                    {static_cast<double>(N), rho, prior / N, gamma, b1, b2, at::full_like(w0, s0), at::zeros_like(w0),
+                     at::Tensor()},
+                    3, lr);
 }
 
 // The fine-tuning options: the noise std set directly (s₀ = 1/(N·σ²): the first sample's std is σ), the
@@ -363,29 +372,14 @@ TEST(Bsam, FineTuningOptionsFollowTheirRule) {
   EXPECT_DOUBLE_EQ(method->options().init_precision(), 1.0 / (N * sigma * sigma));  // 25
   EXPECT_FALSE(method->counts_for_buffers(0));  // the posterior sample's statistics are discarded
   EXPECT_TRUE(method->counts_for_buffers(1));
-  auto w = w0.clone().set_requires_grad(true);
-  PerturbedOptimizer opt(std::make_shared<BsamUpdate>(TensorList{w}, method, BsamUpdateOptions(lr)), method,
-                         PerturbedOptimizerOptions().seed(seed));
-  std::vector<at::Tensor> seen, expected_points;
-  BsamReference ref{static_cast<double>(N), rho, prior / N, gamma, b1, b2, at::full_like(w0, 1.0 / (N * sigma * sigma)),
-                    at::zeros_like(w0), w0};
-  at::Tensor w_ref = w0;
-  for (int64_t t = 0; t < 3; ++t) {
-    opt.step([&] {
-      opt.zero_grad();
-      seen.push_back(w.detach().clone());
-      auto l = quartic_loss(w);
-      l.backward();
-      return l;
-    });
-    w_ref = ref.step(w_ref, seed, t, lr, &expected_points);
-    EXPECT_TRUE(at::allclose(w.detach(), w_ref, kTol, kTol)) << "step " << t;
-    EXPECT_TRUE(at::allclose(method->momentum()[0], ref.m, kTol, kTol)) << "step " << t;
-  }
+  const std::vector<at::Tensor> seen = expect_bsam_steps(
+      method, w0,
+      {static_cast<double>(N), rho, prior / N, gamma, b1, b2, at::full_like(w0, 1.0 / (N * sigma * sigma)),
+       at::zeros_like(w0), w0},
+      seed, lr);
   // The first sample: θ − ω₀ = σ·z exactly.
   const at::Tensor z = standard_gaussian_like(w0, flatmin::noise::noise_key(seed, 0, 0, 0));
   EXPECT_TRUE(at::allclose(seen[0] - w0, sigma * z, 1e-12, 1e-14));
-  for (size_t i = 0; i < seen.size(); ++i) EXPECT_TRUE(at::allclose(seen[i], expected_points[i], kTol, kTol)) << i;
   // The prior mean is part of the state: saved and loaded.
   torch::serialize::OutputArchive out;
   method->save(out);
