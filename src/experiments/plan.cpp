@@ -73,6 +73,13 @@ std::string setting_name(const Options& setting) {
   return name;
 }
 
+// The value of `name` in `setting` ("" when absent).
+std::string value_of(const Options& setting, const std::string& name) {
+  for (const auto& [k, v] : setting)
+    if (k == name) return v;
+  return "";
+}
+
 bool has_option(const Options& options, const std::string& name) {
   return std::any_of(options.begin(), options.end(), [&](const auto& kv) { return kv.first == name; });
 }
@@ -129,13 +136,6 @@ int64_t best_candidate(const std::vector<Candidate>& candidates, bool maximize) 
 
 namespace {
 
-// The value of `name` in `setting` ("" when absent).
-std::string value_of(const Options& setting, const std::string& name) {
-  for (const auto& [k, v] : setting)
-    if (k == name) return v;
-  return "";
-}
-
 std::optional<double> number(const std::string& text) {
   try {
     size_t used = 0;
@@ -175,6 +175,23 @@ std::string beyond(const Axis& axis, int side) {
   char buffer[32];
   std::snprintf(buffer, sizeof buffer, "%.6g", value);
   return buffer;
+}
+
+// The values of axis `name` the settings have tried so far, each once.
+Axis values_tried(const std::string& name, const std::vector<Options>& settings) {
+  Axis axis;
+  axis.name = name;
+  for (const auto& setting : settings) {
+    const std::string value = value_of(setting, name);
+    if (std::find(axis.values.begin(), axis.values.end(), value) == axis.values.end()) axis.values.push_back(value);
+  }
+  return axis;
+}
+
+Options with_value(Options setting, const std::string& name, const std::string& value) {
+  for (auto& [k, v] : setting)
+    if (k == name) v = value;
+  return setting;
 }
 
 }  // namespace
@@ -249,32 +266,34 @@ Plan plan_experiment(const Experiment& e, const std::function<RunOutcome(const P
         continue;
       }
       // The grid, widened beyond an edge the choice lands on (select.extend_edges): a pure function of the
-      // outcomes, so each replanning after new results takes the same path and grows the grid by one value.
-      std::vector<Axis> axes = c.axes;
-      std::vector<int64_t> extensions(axes.size(), 0);
-      GroupSelection group;
-      while (true) {
-        group = GroupSelection{task.name, method.name, {}, -1, {}, {}};
-        for (size_t a = 0; a < axes.size(); ++a)
-          if (extensions[a] > 0) group.extended.push_back({axes[a].name, extensions[a]});
-        for (const auto& setting : settings_of(axes)) {
-          Candidate candidate{setting, setting_name(setting), 0, 0, 0};
-          double sum = 0;
-          for (int64_t seed : e.select->seeds) {
-            PlannedRun run = make_run(setting, seed, "grid");
-            const RunOutcome o = outcome(run);
-            if (o.status == RunStatus::kDone) {
-              sum += o.metric;
-              ++candidate.runs;
-            } else if (!is_final(o.status)) {
-              ++candidate.unfinished;
-            }
-            add(std::move(run));
+      // outcomes, so each replanning after new results takes the same path. When the choice holds the largest
+      // or smallest value an axis has tried, a widening adds one candidate: the chosen setting with that axis
+      // one step further (a coordinate search), not a plane of the grid, which on three axes of three values
+      // would add nine settings a step.
+      std::vector<Options> settings = settings_of(c.axes);
+      std::vector<int64_t> extensions(c.axes.size(), 0);
+      GroupSelection group{task.name, method.name, {}, -1, {}, {}};
+      auto evaluate = [&](const Options& setting) {
+        Candidate candidate{setting, setting_name(setting), 0, 0, 0};
+        double sum = 0;
+        for (int64_t seed : e.select->seeds) {
+          PlannedRun run = make_run(setting, seed, "grid");
+          const RunOutcome o = outcome(run);
+          if (o.status == RunStatus::kDone) {
+            sum += o.metric;
+            ++candidate.runs;
+          } else if (!is_final(o.status)) {
+            ++candidate.unfinished;
           }
-          candidate.value = candidate.runs > 0 ? sum / static_cast<double>(candidate.runs)
-                                               : std::numeric_limits<double>::quiet_NaN();
-          group.candidates.push_back(std::move(candidate));
+          add(std::move(run));
         }
+        candidate.value = candidate.runs > 0 ? sum / static_cast<double>(candidate.runs)
+                                             : std::numeric_limits<double>::quiet_NaN();
+        group.candidates.push_back(std::move(candidate));
+      };
+      for (const auto& setting : settings) evaluate(setting);
+      while (true) {
+        group.edges.clear();
         const bool grid_finished = std::all_of(group.candidates.begin(), group.candidates.end(),
                                                [](const Candidate& c) { return c.unfinished == 0; });
         if (!grid_finished) {
@@ -283,24 +302,31 @@ Plan plan_experiment(const Experiment& e, const std::function<RunOutcome(const P
         }
         group.chosen = best_candidate(group.candidates, e.select->maximize);
         if (group.chosen < 0) break;
-        const Options& chosen = group.candidates[group.chosen].setting;
-        bool widened = false;
-        for (size_t a = 0; a < axes.size() && !widened; ++a) {
-          const int side = edge_of(axes[a], value_of(chosen, axes[a].name));
+        const Options chosen = group.candidates[group.chosen].setting;
+        std::optional<Options> wider;
+        for (size_t a = 0; a < c.axes.size() && !wider; ++a) {
+          const Axis tried = values_tried(c.axes[a].name, settings);
+          const std::string value = value_of(chosen, tried.name);
+          const int side = edge_of(tried, value);
           if (side == 0) continue;
           if (extensions[a] < e.select->extend_edges) {
-            axes[a].values.push_back(beyond(axes[a], side));
+            wider = with_value(chosen, tried.name, beyond(tried, side));
             ++extensions[a];
-            widened = true;
           } else {
-            group.edges.push_back(axes[a].name + "=" + value_of(chosen, axes[a].name) + " is the " +
-                                  (side > 0 ? "largest" : "smallest") + " tried");
+            group.edges.push_back(tried.name + "=" + value + " is the " + (side > 0 ? "largest" : "smallest") +
+                                  " tried");
           }
         }
-        if (widened) continue;
-        for (int64_t seed : e.seeds) add(make_run(chosen, seed, "final"));
-        break;
+        if (!wider) {
+          for (int64_t seed : e.seeds) add(make_run(chosen, seed, "final"));
+          break;
+        }
+        settings.push_back(*wider);
+        evaluate(*wider);
+        group.chosen = -1;
       }
+      for (size_t a = 0; a < c.axes.size(); ++a)
+        if (extensions[a] > 0) group.extended.push_back({c.axes[a].name, extensions[a]});
       plan.selection.push_back(std::move(group));
     }
   }

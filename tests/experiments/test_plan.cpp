@@ -248,6 +248,52 @@ extend_edges = 2
   EXPECT_NE(fx::selection_json(fixed, plan).find("sigma=0.0125 is the largest tried"), std::string::npos);
 }
 
+// On a grid of two axes, a widening adds one setting, the chosen one with the edge axis a step further (a
+// coordinate search), not a row of the grid; the other axis keeps the values it had.
+TEST(ExperimentSelection, WideningAGridOfTwoAxesAddsOneSettingAStep) {
+  const std::string text = R"(
+name = "edge2"
+seeds = [0]
+[methods.sam]
+method = "sam"
+rho = [0.01, 0.02, 0.05]
+lr = [0.1, 0.2]
+[select]
+metric = "val_acc"
+seeds = [0]
+extend_edges = 3
+)";
+  const fx::Experiment e = fx::parse_experiment(text, "edge2.toml", true);
+  // Best at ρ = 0.125 and lr = 0.1: the optimum lies beyond ρ's grid, and on the edge of lr's.
+  auto accuracy = [](const fx::Options& s) {
+    const double rho = std::log(std::stod(s.at(0).second) / 0.125), lr = std::log(std::stod(s.at(1).second) / 0.1);
+    return 0.9 - (rho * rho + lr * lr) / 100;
+  };
+  std::set<std::string> done;
+  auto outcome = [&](const fx::PlannedRun& run) {
+    if (!done.count(run.id)) return fx::RunOutcome{fx::RunStatus::kPending, 0};
+    return fx::RunOutcome{fx::RunStatus::kDone, accuracy(run.setting)};
+  };
+  fx::Plan plan = fx::plan_experiment(e, outcome);
+  ASSERT_EQ(plan.selection[0].candidates.size(), 6u);
+  std::vector<std::string> added;
+  for (int pass = 0; pass < 6 && !plan.complete; ++pass) {
+    for (const auto& run : plan.runs) done.insert(run.id);
+    const size_t before = plan.selection[0].candidates.size();
+    plan = fx::plan_experiment(e, outcome);
+    for (size_t i = before; i < plan.selection[0].candidates.size(); ++i)
+      added.push_back(plan.selection[0].candidates[i].setting_name);
+  }
+  // ρ = 0.05 · 2.5 = 0.125 at lr 0.1, then 0.3125 (worse); lr 0.1 is the smallest learning rate tried,
+  // so 0.05 is tried at ρ = 0.125 (worse): three settings, one per step, where a plane would have added six.
+  EXPECT_TRUE(plan.complete);
+  EXPECT_EQ(added, (std::vector<std::string>{"rho=0.125,lr=0.1", "rho=0.3125,lr=0.1", "rho=0.125,lr=0.05"}));
+  const auto& g = plan.selection[0];
+  EXPECT_EQ(g.candidates[g.chosen].setting_name, "rho=0.125,lr=0.1");
+  EXPECT_TRUE(g.edges.empty());
+  EXPECT_EQ(g.extended, (std::vector<std::pair<std::string, int64_t>>{{"rho", 2}, {"lr", 1}}));
+}
+
 TEST(ExperimentFile, JsonAndTomlGiveTheSameExperiment) {
   const fx::Experiment toml = fx::parse_experiment(kSmall, "s.toml", true);
   const fx::Experiment json = fx::parse_experiment(R"({"name": "small", "seeds": [0, 1],
