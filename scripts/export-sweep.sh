@@ -10,10 +10,15 @@ flatmin=${FLATMIN:-$(dirname "$0")/../build/flatmin}
 mkdir -p "$dest"
 cp "$root/manifest.json" "$root/experiment.json" "$dest/"
 [ -f "$root/selection.json" ] && cp "$root/selection.json" "$dest/"
-(cd "$root" && find runs \( -name summary.json -o -name metrics.csv -o -name config.json \
-   -o -name geometry.json -o -name status.json \) -print0) |
-  while IFS= read -r -d '' f; do
-    mkdir -p "$dest/$(dirname "$f")"
-    cp "$root/$f" "$dest/$f"
+# Only the manifest's runs: a run a widened grid or an older plan left behind is not part of the results.
+grep -o '"dir": *"[^"]*"' "$root/manifest.json" | sed 's/.*"\([^"]*\)"$/\1/' | sort -u |
+  while IFS= read -r dir; do
+    [ -d "$root/$dir" ] || continue
+    (cd "$root" && find "$dir" -maxdepth 1 \( -name summary.json -o -name metrics.csv -o -name config.json \
+       -o -name geometry.json -o -name status.json \) -print0) |
+      while IFS= read -r -d '' f; do
+        mkdir -p "$dest/$(dirname "$f")"
+        cp "$root/$f" "$dest/$f"
+      done
   done
 "$flatmin" report "$dest"
