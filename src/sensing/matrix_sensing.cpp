@@ -42,6 +42,21 @@ at::Tensor sensing_loss(const at::Tensor& u, const at::Tensor& a, const at::Tens
   return r.pow(2).sum() / (2.0 * static_cast<double>(a.size(0)));
 }
 
+PackedMeasurements::PackedMeasurements(const at::Tensor& a, const at::Tensor& y) : y_(y) {
+  torch::NoGradGuard no_grad;
+  const int64_t n = a.size(0), d = a.size(1);
+  const at::Tensor rows_cols = torch::triu_indices(d, d, 0, torch::kLong);
+  upper_ = rows_cols[0] * d + rows_cols[1];
+  // ⟨A, X⟩ = Σ_j A_jj X_jj + Σ_{j<k} (A_jk + A_kj) X_jk for symmetric X.
+  const at::Tensor weight = torch::where(rows_cols[0] == rows_cols[1], 0.5, 1.0).to(a.scalar_type());
+  packed_ = (a + a.transpose(1, 2)).reshape({n, d * d}).index_select(1, upper_) * weight;
+}
+
+at::Tensor PackedMeasurements::loss(const at::Tensor& u) const {
+  const at::Tensor r = torch::mv(packed_, torch::mm(u, u.t()).reshape({-1}).index_select(0, upper_)) - y_;
+  return r.pow(2).sum() / (2.0 * static_cast<double>(packed_.size(0)));
+}
+
 HessianTrace::HessianTrace(const at::Tensor& a, const at::Tensor& y)
     : a_(a.to(torch::kFloat64)), y_(y.to(torch::kFloat64)), trace_a_(a_.diagonal(0, 1, 2).sum(1)) {}
 
@@ -98,13 +113,14 @@ RunResult run(const Problem& problem_in, const optim::MethodSpec& method, const 
 
   RunResult result;
   const HessianTrace trace_of(problem.a_train, problem.y_train);  // the float64 measurements, once per run
+  const PackedMeasurements train(problem.a_train, problem.y_train), test(problem.a_test, problem.y_test);
   auto record = [&](int64_t step) {
     torch::NoGradGuard no_grad;
     Point p;
     p.step = step;
     p.gradient_evaluations = optimizer->gradient_evaluations();
-    p.train_loss = sensing_loss(u, problem.a_train, problem.y_train).item<double>();
-    p.test_loss = sensing_loss(u, problem.a_test, problem.y_test).item<double>();
+    p.train_loss = train.loss(u).item<double>();
+    p.test_loss = test.loss(u).item<double>();
     p.recovery_error = recovery_error(u, problem.x_star);
     p.hessian_trace = trace_of(u);
     p.nuclear_norm = sensing::nuclear_norm(u);
@@ -116,7 +132,7 @@ RunResult run(const Problem& problem_in, const optim::MethodSpec& method, const 
   for (int64_t step = 1; step <= o.steps(); ++step) {
     const at::Tensor loss = optimizer->step([&] {
       optimizer->zero_grad();
-      at::Tensor l = sensing_loss(u, problem.a_train, problem.y_train);
+      at::Tensor l = train.loss(u);
       l.backward();
       return l;
     });

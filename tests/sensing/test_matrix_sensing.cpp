@@ -55,6 +55,19 @@ TEST(MatrixSensing, LossMatchesADirectSum) {
   EXPECT_NEAR(sensing_loss(u_star, p.a_train, p.y_train).item<double>(), 0.0, 1e-9);
 }
 
+// The packed symmetric parts give the loss and gradient of the full, non-symmetric measurements.
+TEST(MatrixSensing, PackedMeasurementsGiveTheSameLossAndGradient) {
+  const Problem p = tiny(4, 2, 7);
+  const at::Tensor a = p.a_train.to(torch::kFloat64), y = p.y_train.to(torch::kFloat64);
+  const at::Tensor u = torch::randn({4, 4}, torch::kFloat64).set_requires_grad(true);
+  const at::Tensor full = sensing_loss(u, a, y);
+  const at::Tensor g_full = torch::autograd::grad({full}, {u})[0];
+  const at::Tensor packed = PackedMeasurements(a, y).loss(u);
+  const at::Tensor g_packed = torch::autograd::grad({packed}, {u})[0];
+  EXPECT_NEAR(packed.item<double>(), direct_loss(u.detach(), a, y), 1e-9 * full.item<double>());
+  EXPECT_TRUE(torch::allclose(g_packed, g_full, 1e-12, 1e-10)) << g_packed << g_full;
+}
+
 TEST(MatrixSensing, GradientIsTheClosedForm) {
   const Problem p = tiny();
   const at::Tensor u = torch::randn({3, 3}, torch::kFloat64).set_requires_grad(true);

@@ -50,6 +50,20 @@ Problem make_problem(const ProblemOptions& options);
 /// L(U) = 1/(2n)·Σ(⟨A_i, UUᵀ⟩ − y_i)², differentiable in U.
 at::Tensor sensing_loss(const at::Tensor& u, const at::Tensor& a, const at::Tensor& y);
 
+/// L(U) for many U on the same measurements, from their symmetric parts packed: UUᵀ is symmetric, so
+/// ⟨A_i, UUᵀ⟩ needs only diag A_i and the upper triangle of A_i + A_iᵀ, an n × d(d+1)/2 matrix. A step is
+/// a matrix-vector product and its transpose over the measurements, bound by memory (200 MB of float64 at
+/// n = 2,500, d = 100): packed, it streams half as much. Keeps the dtype of `a`.
+class PackedMeasurements {
+ public:
+  PackedMeasurements(const at::Tensor& a, const at::Tensor& y);
+  /// The same L(U) as sensing_loss, differentiable in U (up to rounding: the sum runs in another order).
+  at::Tensor loss(const at::Tensor& u) const;
+
+ private:
+  at::Tensor packed_, y_, upper_;  // upper_: the flat indices of UUᵀ's upper triangle, diagonal included
+};
+
 /// Tr ∇²L(U) by the closed form above, in float64, for many U on the same measurements: holds a float64
 /// copy of them (and their traces tr A_i), made once.
 class HessianTrace {
