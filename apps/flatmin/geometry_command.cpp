@@ -158,6 +158,7 @@ int run_geometry(const GeometryArgs& a) {
   j["checkpoint"] = path;
   j["model"] = {{"name", ck.spec.name()},
                 {"width", ck.spec.width()},
+                {"activation", ck.spec.activation()},
                 {"parameters", models::count_parameters(*ck.model.module())},
                 {"measured_parameters", objective.dim()},
                 {"epoch", ck.epoch}};

@@ -73,6 +73,7 @@ struct TrainArgs {
   bool no_flip = false;
   // model
   std::string model = "mlp";
+  std::string activation = "relu";
   int64_t width = 0;
   std::string model_file;
   // data
@@ -91,7 +92,7 @@ struct TrainArgs {
   std::string init;
   bool reset_head = false;
   std::vector<std::string> freeze;
-  bool model_given = false, width_given = false;  // with --init they must agree with the init file
+  bool model_given = false, width_given = false, activation_given = false;  // with --init they must agree with the init file
   // optimisation
   std::string optimizer = "sgd";
   int64_t epochs = 10;
@@ -173,7 +174,7 @@ training::RunConfig to_config(const TrainArgs& a) {
                   .crsam_alpha(a.crsam_alpha)
                   .crsam_beta(a.crsam_beta))
       .model(a.model_file.empty()
-                 ? models::ModelSpec().name(a.model).width(a.width)
+                 ? models::ModelSpec().name(a.model).width(a.width).activation(a.activation)
                  : models::ModelSpec().name("torchscript").file(std::filesystem::absolute(a.model_file).string()))
       .split(data::SplitOptions()
                  .val_size(a.val_size)
@@ -294,10 +295,13 @@ int run_train(TrainArgs a) {  // by value: --resume replaces some fields
     // Parses names (fails before any work); a fine-tuning run takes its architecture, normalisation and
     // checksum from the init file.
     config = training::with_pretrained_defaults(to_config(a));
-    if ((a.model_given && a.model != config.model().name()) || (a.width_given && a.width != config.model().width()))
+    if ((a.model_given && a.model != config.model().name()) || (a.width_given && a.width != config.model().width()) ||
+        (a.activation_given && a.activation != config.model().activation()))
       throw CLI::ValidationError("--init", "--model " + a.model + " --width " + std::to_string(a.width) +
-                                               " disagree with the init file's " + config.model().name() + " (width " +
-                                               std::to_string(config.model().width()) + ")");
+                                               " --activation " + a.activation + " disagree with the init file's " +
+                                               config.model().name() + " (width " +
+                                               std::to_string(config.model().width()) + ", " +
+                                               config.model().activation() + ")");
     a.model = config.model().name();
   }
   optim::check_base_for_method(config.method(), config.optimizer());
@@ -649,12 +653,18 @@ Action add_train_command(CLI::App& app) {
   cmd->add_option("--width", args->width, "MLP hidden units / CNN channels / ResNet base width (0 = default)")
       ->check(integer_in(0, 1 << 16))
       ->group(model_group);
+  cmd->add_option("--activation", args->activation,
+                  "relu (the papers') | gelu | silu | softplus: the nonlinearity of mlp, cnn and ResNets; a smooth one "
+                  "makes the loss twice differentiable everywhere, as the noise-stability expansion assumes")
+      ->check(CLI::IsMember({"relu", "gelu", "silu", "softplus"}))
+      ->group(model_group);
   cmd->add_option("--model-file", args->model_file,
                   "Your own model: a TorchScript file (torch.jit.script(model).save(path) in Python), trained from its "
                   "weights; it must map the data's [N, C, H, W] to [N, classes] logits. --freeze works on its "
                   "parameter names; `flatmin export` writes it back")
       ->check(CLI::ExistingFile)
       ->excludes("--width")
+      ->excludes("--activation")
       ->group(model_group);
 
   const std::string data_group = "Data";
@@ -849,6 +859,7 @@ Action add_train_command(CLI::App& app) {
     if (!args->init.empty()) {
       args->model_given = cmd->count("--model") > 0;
       args->width_given = cmd->count("--width") > 0;
+      args->activation_given = cmd->count("--activation") > 0;
     } else {
       if (cmd->count("--reset-head") > 0) throw CLI::ValidationError("--reset-head", "--reset-head needs --init");
       if (cmd->count("--freeze") > 0 && args->model_file.empty())

@@ -26,6 +26,34 @@ int64_t pooled(int64_t size) { return size / 2; }
 
 }  // namespace
 
+// ------------------------------------------------------------------------------------------------ activation
+
+Activation parse_activation(const std::string& name) {
+  for (const Activation a : {Activation::kRelu, Activation::kGelu, Activation::kSilu, Activation::kSoftplus})
+    if (to_string(a) == name) return a;
+  throw Error("unknown activation '" + name + "' (valid: relu, gelu, silu, softplus)");
+}
+
+std::string to_string(Activation activation) {
+  switch (activation) {
+    case Activation::kRelu: return "relu";
+    case Activation::kGelu: return "gelu";
+    case Activation::kSilu: return "silu";
+    case Activation::kSoftplus: return "softplus";
+  }
+  return "relu";
+}
+
+at::Tensor activate(Activation activation, const at::Tensor& x) {
+  switch (activation) {
+    case Activation::kRelu: return at::relu(x);
+    case Activation::kGelu: return at::gelu(x);
+    case Activation::kSilu: return at::silu(x);
+    case Activation::kSoftplus: return at::softplus(x);
+  }
+  return at::relu(x);
+}
+
 // ------------------------------------------------------------------------------------------------ Mlp
 
 MlpImpl::MlpImpl(const MlpOptions& options_) : options(options_) {
@@ -41,7 +69,7 @@ at::Tensor MlpImpl::forward(at::Tensor x) {
   check(x.dim() >= 2 && x.numel() == x.size(0) * options.in_features(),
         "MLP: input " + shape_string(x.sizes()) + " does not have " + std::to_string(options.in_features()) +
             " features per sample");
-  x = at::relu(fc1_->forward(x.flatten(1)));
+  x = activate(options.activation(), fc1_->forward(x.flatten(1)));
   return fc2_->forward(x);
 }
 
@@ -70,15 +98,17 @@ at::Tensor CnnImpl::forward(at::Tensor x) {
             x.size(3) == options.image_size(),
         "CNN: input " + shape_string(x.sizes()) + " is not [N, " + std::to_string(options.in_channels()) + ", " +
             std::to_string(options.image_size()) + ", " + std::to_string(options.image_size()) + "]");
-  x = at::max_pool2d(at::relu(conv1_->forward(x)), {2, 2});
-  x = at::max_pool2d(at::relu(conv2_->forward(x)), {2, 2});
-  x = at::relu(fc1_->forward(x.flatten(1)));
+  const Activation act = options.activation();
+  x = at::max_pool2d(activate(act, conv1_->forward(x)), {2, 2});
+  x = at::max_pool2d(activate(act, conv2_->forward(x)), {2, 2});
+  x = activate(act, fc1_->forward(x.flatten(1)));
   return fc2_->forward(x);
 }
 
 // ------------------------------------------------------------------------------------------------ ResNet
 
-BasicBlockImpl::BasicBlockImpl(int64_t in_planes, int64_t planes, int64_t stride) {
+BasicBlockImpl::BasicBlockImpl(int64_t in_planes, int64_t planes, int64_t stride, Activation activation)
+    : activation_(activation) {
   check_positive(in_planes, "BasicBlock in_planes");
   check_positive(planes, "BasicBlock planes");
   check_positive(stride, "BasicBlock stride");
@@ -101,10 +131,10 @@ BasicBlockImpl::BasicBlockImpl(int64_t in_planes, int64_t planes, int64_t stride
 }
 
 at::Tensor BasicBlockImpl::forward(at::Tensor x) {
-  at::Tensor out = at::relu(bn1_->forward(conv1_->forward(x)));
+  at::Tensor out = activate(activation_, bn1_->forward(conv1_->forward(x)));
   out = bn2_->forward(conv2_->forward(out));
   out = out + (shortcut_->is_empty() ? x : shortcut_->forward(x));
-  return at::relu(out);
+  return activate(activation_, out);
 }
 
 ResNetImpl::ResNetImpl(const ResNetOptions& options_) : options(options_) {
@@ -130,7 +160,7 @@ ResNetImpl::ResNetImpl(const ResNetOptions& options_) : options(options_) {
     const int64_t planes = w << stage;
     for (int64_t b = 0; b < blocks[stage]; ++b) {
       const int64_t stride = (stage > 0 && b == 0) ? 2 : 1;
-      stages_->push_back(BasicBlock(in_planes, planes, stride));
+      stages_->push_back(BasicBlock(in_planes, planes, stride, options.activation()));
       in_planes = planes;
     }
   }
@@ -151,7 +181,7 @@ at::Tensor ResNetImpl::forward(at::Tensor x) {
   check(x.dim() == 4 && x.size(1) == options.in_channels(),
         "ResNet: input " + shape_string(x.sizes()) + " is not [N, " + std::to_string(options.in_channels()) +
             ", H, W]");
-  x = at::relu(stem_bn_->forward(stem_->forward(x)));
+  x = activate(options.activation(), stem_bn_->forward(stem_->forward(x)));
   x = stages_->forward(x);
   x = at::adaptive_avg_pool2d(x, {1, 1}).flatten(1);
   return head_->forward(x);
@@ -190,7 +220,9 @@ Model make_model(const ModelSpec& spec) {
   check(spec.width() >= 0, what + ": width must be >= 0, 0 meaning the default (got " +
                                std::to_string(spec.width()) + ")");
   const bool custom_width = spec.width() > 0;
+  const Activation activation = parse_activation(spec.activation());
   if (name == "torchscript") {
+    check(activation == Activation::kRelu, what + ": a TorchScript model has its own activations (no --activation)");
     check(!spec.file().empty(), what + ": needs a TorchScript file (--model-file)");
     return load_scripted_model(spec.file());
   }
@@ -200,12 +232,12 @@ Model make_model(const ModelSpec& spec) {
     if (name == "mlp") {
       MlpOptions options(spec.in_channels() * spec.image_size() * spec.image_size(), spec.num_classes());
       if (custom_width) options.hidden(spec.width());
-      return Model(Mlp(options));
+      return Model(Mlp(options.activation(activation)));
     }
     if (name == "cnn") {
       CnnOptions options(spec.in_channels(), spec.image_size(), spec.num_classes());
       if (custom_width) options.width(spec.width());
-      return Model(Cnn(options));
+      return Model(Cnn(options.activation(activation)));
     }
     // "resnet<digits>": an unsupported depth gets ResNetImpl's depth message, not "unknown name".
     const std::string digits = name.compare(0, 6, "resnet") == 0 ? name.substr(6) : "";
@@ -213,7 +245,7 @@ Model make_model(const ModelSpec& spec) {
         std::all_of(digits.begin(), digits.end(), [](unsigned char c) { return std::isdigit(c) != 0; })) {
       ResNetOptions options(std::stoll(digits), spec.in_channels(), spec.num_classes());
       if (custom_width) options.width(spec.width());
-      return Model(ResNet(options));
+      return Model(ResNet(options.activation(activation)));
     }
   } catch (const Error& e) {
     throw Error(what + ": " + e.what());

@@ -185,29 +185,25 @@ const Impl& child_as(const torch::nn::Module& m, const std::string& name) {
   return *impl;
 }
 
-torch::jit::Module export_mlp(const torch::nn::Module& m) {
+// `act` is the TorchScript call of the model's activation ("torch.relu", ...).
+torch::jit::Module export_mlp(const torch::nn::Module& m, const std::string& act) {
   torch::jit::Module out = new_module("Mlp");
   out.register_module("fc1", linear(child(m, "fc1"), "Linear"));
   out.register_module("fc2", linear(child(m, "fc2"), "Linear"));
-  out.define(R"(
-def forward(self, x):
-    return self.fc2.forward(torch.relu(self.fc1.forward(x.flatten(1))))
-)");
+  out.define("def forward(self, x):\n    return self.fc2.forward(" + act + "(self.fc1.forward(x.flatten(1))))\n");
   return out;
 }
 
-torch::jit::Module export_cnn(const torch::nn::Module& m) {
+torch::jit::Module export_cnn(const torch::nn::Module& m, const std::string& act) {
   torch::jit::Module out = new_module("Cnn");
   out.register_module("conv1", conv(child_as<torch::nn::Conv2dImpl>(m, "conv1"), "Conv2d"));
   out.register_module("conv2", conv(child_as<torch::nn::Conv2dImpl>(m, "conv2"), "Conv2d"));
   out.register_module("fc1", linear(child(m, "fc1"), "Linear"));
   out.register_module("fc2", linear(child(m, "fc2"), "Linear"));
-  out.define(R"(
-def forward(self, x):
-    x = torch.max_pool2d(torch.relu(self.conv1.forward(x)), [2, 2])
-    x = torch.max_pool2d(torch.relu(self.conv2.forward(x)), [2, 2])
-    return self.fc2.forward(torch.relu(self.fc1.forward(x.flatten(1))))
-)");
+  out.define("def forward(self, x):\n"
+             "    x = torch.max_pool2d(" + act + "(self.conv1.forward(x)), [2, 2])\n"
+             "    x = torch.max_pool2d(" + act + "(self.conv2.forward(x)), [2, 2])\n"
+             "    return self.fc2.forward(" + act + "(self.fc1.forward(x.flatten(1))))\n");
   return out;
 }
 
@@ -223,7 +219,7 @@ torch::jit::Module sequential(const std::vector<torch::jit::Module>& modules) {
   return out;
 }
 
-torch::jit::Module export_block(const torch::nn::Module& m) {
+torch::jit::Module export_block(const torch::nn::Module& m, const std::string& act) {
   torch::jit::Module out = new_module("BasicBlock");
   out.register_module("conv1", conv(child_as<torch::nn::Conv2dImpl>(m, "conv1"), "Conv2d"));
   out.register_module("bn1", batch_norm(child_as<torch::nn::BatchNorm2dImpl>(m, "bn1"), "BatchNorm2d"));
@@ -237,22 +233,20 @@ torch::jit::Module export_block(const torch::nn::Module& m) {
                                                            "BatchNorm2d")}));
     residual = "self.shortcut.forward(x)";
   }
-  out.define("def forward(self, x):\n    out = torch.relu(self.bn1.forward(self.conv1.forward(x)))\n"
-             "    out = self.bn2.forward(self.conv2.forward(out))\n    return torch.relu(out + " + residual + ")\n");
+  out.define("def forward(self, x):\n    out = " + act + "(self.bn1.forward(self.conv1.forward(x)))\n"
+             "    out = self.bn2.forward(self.conv2.forward(out))\n    return " + act + "(out + " + residual + ")\n");
   return out;
 }
 
-torch::jit::Module export_resnet(const torch::nn::Module& m) {
+torch::jit::Module export_resnet(const torch::nn::Module& m, const std::string& act) {
   torch::jit::Module out = new_module("ResNet");
   out.register_module("stem", conv(child_as<torch::nn::Conv2dImpl>(m, "stem"), "Conv2d"));
   out.register_module("stem_bn", batch_norm(child_as<torch::nn::BatchNorm2dImpl>(m, "stem_bn"), "BatchNorm2d"));
   std::vector<torch::jit::Module> blocks;
-  for (const auto& block : child(m, "stages").children()) blocks.push_back(export_block(*block));
+  for (const auto& block : child(m, "stages").children()) blocks.push_back(export_block(*block, act));
   out.register_module("stages", sequential(blocks));
   out.register_module("head", linear(child(m, "head"), "Linear"));
-  out.define(R"(
-def forward(self, x):
-    x = torch.relu(self.stem_bn.forward(self.stem.forward(x)))
+  out.define("def forward(self, x):\n    x = " + act + R"((self.stem_bn.forward(self.stem.forward(x)))
     x = self.stages.forward(x)
     x = torch.adaptive_avg_pool2d(x, [1, 1]).flatten(1)
     return self.head.forward(x)
@@ -270,13 +264,14 @@ void export_torchscript(const Model& model, const ModelSpec& spec, const std::st
   } else {
     std::string name = spec.name();
     for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    const std::string act = "torch." + to_string(parse_activation(spec.activation()));
     if (name == "mlp") {
-      script = export_mlp(*model.module());
+      script = export_mlp(*model.module(), act);
     } else if (name == "cnn") {
-      script = export_cnn(*model.module());
+      script = export_cnn(*model.module(), act);
     } else {
       check(name.rfind("resnet", 0) == 0, "export: flatmin's " + spec.name() + " cannot be exported as TorchScript");
-      script = export_resnet(*model.module());
+      script = export_resnet(*model.module(), act);
     }
     script.eval();
   }

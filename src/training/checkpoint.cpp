@@ -57,6 +57,7 @@ std::string spec_to_json(const models::ModelSpec& s) {
                    {"num_classes", s.num_classes()},
                    {"width", s.width()}};
   if (!s.file().empty()) j["file"] = s.file();
+  if (s.activation() != "relu") j["activation"] = s.activation();  // a ReLU checkpoint stays as it was
   return j.dump();
 }
 
@@ -69,7 +70,8 @@ models::ModelSpec spec_from_json(const std::string& text, const std::string& nam
         .image_size(j.at("image_size").get<int64_t>())
         .num_classes(j.at("num_classes").get<int64_t>())
         .width(j.at("width").get<int64_t>())
-        .file(j.value("file", std::string()));
+        .file(j.value("file", std::string()))
+        .activation(j.value("activation", std::string("relu")));
   } catch (const nlohmann::json::exception& e) {
     throw Error(name + ": bad model spec in checkpoint: " + e.what());
   }

@@ -51,6 +51,7 @@ std::string RunConfig::to_json(int indent) const {
   j["l2sp"] = l2sp_;
   j["model"] = {{"name", model_.name()}, {"width", model_.width()}};
   if (!model_.file().empty()) j["model"]["file"] = model_.file();
+  if (model_.activation() != "relu") j["model"]["activation"] = model_.activation();  // older configs stay the same
   j["split"] = {{"val_size", split_.val_size()},
                 {"classes", split_.classes()},
                 {"train_per_class", split_.train_per_class()},
@@ -125,7 +126,8 @@ RunConfig RunConfig::from_json(const std::string& text) {
     c.model(models::ModelSpec()
                 .name(j.at("model").at("name").get<std::string>())
                 .width(j.at("model").at("width").get<int64_t>())
-                .file(j.at("model").value("file", std::string())));
+                .file(j.at("model").value("file", std::string()))
+                .activation(j.at("model").value("activation", std::string("relu"))));
     c.split(data::SplitOptions()
                 .val_size(sp.at("val_size").get<int64_t>())
                 .classes(sp.at("classes").get<std::vector<int64_t>>())
@@ -212,7 +214,8 @@ RunConfig with_pretrained_defaults(RunConfig config) {
   if (config.init().path().empty()) return config;
   const auto [path, pretrained] = read_init(config);
   config.init().path(path).checksum(pretrained.checksum());
-  config.model().name(pretrained.spec.name()).width(pretrained.spec.width()).file(pretrained.spec.file());
+  config.model().name(pretrained.spec.name()).width(pretrained.spec.width()).file(pretrained.spec.file()).activation(
+      pretrained.spec.activation());
   const at::Tensor& mean = pretrained.channel_mean;
   const at::Tensor& std = pretrained.channel_std;
   if (config.split().normalize() && config.split().mean().empty() && mean.defined() && std.defined()) {

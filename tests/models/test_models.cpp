@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <functional>
 #include <map>
 #include <sstream>
 #include <string>
@@ -338,6 +339,34 @@ TEST(Models, MakeModelRejectsInvalidSpecs) {
   EXPECT_TRUE(contains(message, "depth")) << message;
   message = error_message([] { fm::Mlp(fm::MlpOptions(784, 10).hidden(0)); });
   EXPECT_TRUE(contains(message, "hidden")) << message;
+}
+
+// Each activation is the named function between the layers (checked on the MLP: fc2(act(fc1 x))); ReLU is
+// the default; an unknown name is a one-line error.
+TEST(Models, ActivationIsTheNamedNonlinearity) {
+  const at::Tensor x = torch::randn({3, 1, 28, 28});
+  const std::map<std::string, std::function<at::Tensor(const at::Tensor&)>> expected{
+      {"relu", [](const at::Tensor& t) { return at::relu(t); }},
+      {"gelu", [](const at::Tensor& t) { return at::gelu(t); }},
+      {"silu", [](const at::Tensor& t) { return t * at::sigmoid(t); }},
+      {"softplus", [](const at::Tensor& t) { return at::log1p(at::exp(t)); }}};
+  for (const auto& [name, act] : expected) {
+    torch::manual_seed(0);
+    fm::Model model = fm::make_model(fm::ModelSpec().name("mlp").width(5).activation(name));
+    torch::NoGradGuard no_grad;
+    const auto params = model->named_parameters();
+    const at::Tensor hidden = at::linear(x.flatten(1), params["fc1.weight"], params["fc1.bias"]);
+    const at::Tensor logits = at::linear(act(hidden), params["fc2.weight"], params["fc2.bias"]);
+    EXPECT_TRUE(torch::allclose(model(x), logits, 1e-5, 1e-6)) << name;
+  }
+  EXPECT_EQ(fm::ModelSpec().activation(), "relu");
+  try {
+    fm::make_model(fm::ModelSpec().name("resnet18").activation("tanh"));
+    FAIL() << "no error for an unknown activation";
+  } catch (const flatmin::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("unknown activation 'tanh' (valid: relu, gelu, silu, softplus)"),
+              std::string::npos) << e.what();
+  }
 }
 
 TEST(Models, NamesAreCaseInsensitive) {

@@ -173,6 +173,20 @@ TEST(ScriptedModel, ACheckpointCarriesTheArchitecture) {
   fs::remove_all(dir);
 }
 
+// A checkpoint of a network with a smooth activation rebuilds that network, not the ReLU one.
+TEST(ScriptedModel, ACheckpointCarriesTheActivation) {
+  const fs::path dir = scratch("activation");
+  const auto spec = fm::ModelSpec().name("mlp").width(6).activation("gelu");
+  fm::Model model = fm::make_model(spec);
+  flatmin::training::save_checkpoint((dir / "m.ckpt").string(), spec, model, "{}", at::Tensor(), at::Tensor(), 1);
+  const auto loaded = flatmin::training::load_checkpoint((dir / "m.ckpt").string());
+  EXPECT_EQ(loaded.spec.activation(), "gelu");
+  const at::Tensor x = torch::randn({4, 1, 28, 28});
+  torch::NoGradGuard no_grad;
+  EXPECT_TRUE(torch::equal(loaded.model(x), model(x)));
+  fs::remove_all(dir);
+}
+
 TEST(Export, PythonGetsFlatminsLogits) {
   const fs::path dir = scratch("export");
   torch::manual_seed(1);
@@ -180,6 +194,11 @@ TEST(Export, PythonGetsFlatminsLogits) {
       {"mlp", fm::ModelSpec().name("mlp").width(8)},
       {"cnn", fm::ModelSpec().name("cnn").width(4)},
       {"resnet18", fm::ModelSpec().name("resnet18").width(2).in_channels(3).image_size(16).num_classes(5)},
+      // Smooth activations export as the same TorchScript calls (torch.gelu, torch.silu, torch.softplus).
+      {"mlp-softplus", fm::ModelSpec().name("mlp").width(8).activation("softplus")},
+      {"cnn-silu", fm::ModelSpec().name("cnn").width(4).activation("silu")},
+      {"resnet18-gelu",
+       fm::ModelSpec().name("resnet18").width(2).in_channels(3).image_size(16).num_classes(5).activation("gelu")},
       {"scripted", fm::ModelSpec().name("torchscript").file(kFixtures + "/tiny_bn_net.pt")}};
   for (auto& [name, spec] : models) {
     fm::Model model = fm::make_model(spec);

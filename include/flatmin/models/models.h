@@ -16,12 +16,21 @@
 
 namespace flatmin::models {
 
+/// The nonlinearity between layers: ReLU (the papers'), or a smooth one of a similar shape, for questions
+/// about ReLU's kink (a second-order expansion of the loss assumes it is smooth): GELU, SiLU, softplus.
+enum class Activation { kRelu, kGelu, kSilu, kSoftplus };
+/// "relu" | "gelu" | "silu" | "softplus"; throws flatmin::Error naming the valid ones.
+Activation parse_activation(const std::string& name);
+std::string to_string(Activation activation);
+at::Tensor activate(Activation activation, const at::Tensor& x);
+
 /// The NSO paper's two-layer MLP: flatten → Linear(C·H·W, hidden) → ReLU → Linear(hidden, classes).
 struct MlpOptions {
   MlpOptions(int64_t in_features, int64_t num_classes) : in_features_(in_features), num_classes_(num_classes) {}
   TORCH_ARG(int64_t, in_features);
   TORCH_ARG(int64_t, num_classes);
   TORCH_ARG(int64_t, hidden) = 128;
+  TORCH_ARG(Activation, activation) = Activation::kRelu;
 };
 
 class MlpImpl : public torch::nn::Module {
@@ -46,6 +55,7 @@ struct CnnOptions {
   TORCH_ARG(int64_t, num_classes);
   TORCH_ARG(int64_t, width) = 32;
   TORCH_ARG(int64_t, hidden) = 128;
+  TORCH_ARG(Activation, activation) = Activation::kRelu;
 };
 
 class CnnImpl : public torch::nn::Module {
@@ -72,17 +82,19 @@ struct ResNetOptions {
   TORCH_ARG(int64_t, in_channels);
   TORCH_ARG(int64_t, num_classes);
   TORCH_ARG(int64_t, width) = 64;
+  TORCH_ARG(Activation, activation) = Activation::kRelu;
 };
 
 class BasicBlockImpl : public torch::nn::Module {
  public:
-  BasicBlockImpl(int64_t in_planes, int64_t planes, int64_t stride);
+  BasicBlockImpl(int64_t in_planes, int64_t planes, int64_t stride, Activation activation = Activation::kRelu);
   at::Tensor forward(at::Tensor x);
 
  private:
   torch::nn::Conv2d conv1_{nullptr}, conv2_{nullptr};
   torch::nn::BatchNorm2d bn1_{nullptr}, bn2_{nullptr};
   torch::nn::Sequential shortcut_{nullptr};  ///< empty when identity
+  Activation activation_;
 };
 TORCH_MODULE(BasicBlock);
 
@@ -109,6 +121,8 @@ struct ModelSpec {
   /// Non-zero sets the MLP's hidden size, the CNN's conv width (its hidden stays 128) or the ResNet's width;
   /// 0 keeps the default (MLP hidden 128, CNN width 32, ResNet width 64).
   TORCH_ARG(int64_t, width) = 0;
+  /// relu | gelu | silu | softplus (mlp, cnn and ResNets; see Activation).
+  TORCH_ARG(std::string, activation) = "relu";
   /// torchscript: the TorchScript file (models/scripted.h); its own weights are the initialisation, and the
   /// sizes above are those of the data it is checked against.
   TORCH_ARG(std::string, file) = "";
