@@ -76,6 +76,7 @@ struct GeometryArgs {
   int64_t gap_draws = 100;
   std::vector<std::string> noise{"gaussian"};
   bool one_sided = false;
+  std::vector<std::string> gap_modes;  // empty: --mode
   // approximation ratio
   double rho = 0.05;
   int64_t ratio_examples = 1000;
@@ -103,6 +104,59 @@ json layer_traces_json(const std::vector<geometry::LayerTrace>& layers) {
   for (const auto& l : layers)
     a.push_back({{"name", l.name}, {"numel", l.numel}, {"trace", l.trace}, {"std_error", l.std_error}});
   return a;
+}
+
+geometry::TraceOptions trace_options(const GeometryArgs& a, training::Progress* progress,
+                                     const geometry::ProbeSplit& split) {
+  return geometry::TraceOptions()
+      .rel_tol(a.trace_tol)
+      .max_probes(a.max_probes)
+      .min_probes(std::min(a.min_probes, a.max_probes))
+      .stop_rule(a.stop_rule == "pyhessian" ? geometry::TraceStopRule::kPyHessianChange
+                                            : geometry::TraceStopRule::kStandardError)
+      .seed(a.seed)
+      .progress(progress)
+      .split(split);
+}
+
+// One law's gap table, printed as it is written.
+json gap_table(const geometry::GapResult& g, const std::string& mode, training::Progress& progress) {
+  json rows = json::array();
+  progress.line("perturbation gap (" + g.law + " noise, " + mode + " mode, " + std::to_string(g.draws) +
+                (g.antithetic ? " antithetic pairs" : " one-sided draws") + " per σ):");
+  progress.line("    σ       gap ± std            σ²/2·Tr     rel. error");
+  for (const auto& r : g.rows) {
+    rows.push_back({{"sigma", r.sigma},
+                    {"gap", r.gap},
+                    {"gap_std", r.gap_std},
+                    {"gap_std_error", r.gap_std_error},
+                    {"predicted", r.predicted},
+                    {"predicted_std_error", r.predicted_std_error},
+                    {"relative_error", r.relative_error},
+                    {"z", r.z}});
+    char line[160];
+    std::snprintf(line, sizeof line, "  %.4f  %.5f ± %.5f   %.5f     %+.1f%%", r.sigma, r.gap, r.gap_std, r.predicted,
+                  100 * r.relative_error);
+    progress.line(line);
+  }
+  progress.line("  RSS Σ(gap − σ²/2·Tr)²/Σgap² = " + num(100 * g.rss, "%.2f") + "%, RMS relative error " +
+                num(100 * g.rms_relative_error, "%.1f") + "%, effective trace 2·gap/σ² " +
+                num(g.effective_trace, "%.5g") + " vs Tr " + num(g.trace, "%.5g"));
+  for (const auto& w : g.warnings) progress.line("  warning: " + w);
+  return {{"loss", g.loss},
+          {"trace", g.trace},
+          {"trace_std_error", g.trace_std_error},
+          {"law", mode == "train" ? g.law + " (train mode)" : g.law},
+          {"mode", mode},
+          {"antithetic", g.antithetic},
+          {"draws", g.draws},
+          {"rows", rows},
+          {"rss", g.rss},
+          {"rss_absolute", g.rss_absolute},
+          {"rms_relative_error", g.rms_relative_error},
+          {"effective_trace", g.effective_trace},
+          {"warnings", g.warnings},
+          {"seconds", g.seconds}};
 }
 
 int run_geometry(const GeometryArgs& a) {
@@ -203,16 +257,7 @@ int run_geometry(const GeometryArgs& a) {
       progress.line("gradient norm ‖∇L‖ " + num(grad_norm));
     }
     if (wants("trace") || wants("gap")) {
-      trace = geometry::hutchinson_trace(
-          hessian, geometry::TraceOptions()
-                       .rel_tol(a.trace_tol)
-                       .max_probes(a.max_probes)
-                       .min_probes(std::min(a.min_probes, a.max_probes))
-                       .stop_rule(a.stop_rule == "pyhessian" ? geometry::TraceStopRule::kPyHessianChange
-                                                             : geometry::TraceStopRule::kStandardError)
-                       .seed(a.seed)
-                       .progress(&progress)
-                       .split(probe_split));
+      trace = geometry::hutchinson_trace(hessian, trace_options(a, &progress, probe_split));
       j["trace"] = {{"estimate", trace.trace},
                     {"std_error", trace.std_error},
                     {"relative_std_error", trace.std_error / std::abs(trace.trace)},
@@ -278,57 +323,37 @@ int run_geometry(const GeometryArgs& a) {
   }
 
   if (wants("gap")) {
-    // One table per law, all against the same trace estimate: the laws differ by their gaps, not by luck.
+    // One table per law and mode. The laws of a mode share its trace estimate: they differ by their gaps, not
+    // by luck. Another mode is another function (BatchNorm's batch statistics): it gets its own trace.
     json tables = json::array();
-    for (const noise::NoiseLaw law : laws) {
-      const geometry::GapResult g = geometry::perturbation_gap(objective, geometry::GapOptions()
-                                                                              .sigmas(a.sigmas)
-                                                                              .draws(a.gap_draws)
-                                                                              .law(law)
-                                                                              .antithetic(!a.one_sided)
-                                                                              .seed(a.seed)
-                                                                              .trace(trace.trace)
-                                                                              .trace_std_error(trace.std_error)
-                                                                              .progress(&progress));
-      json rows = json::array();
-      progress.line("perturbation gap (" + g.law + " noise, " + std::to_string(g.draws) +
-                    (g.antithetic ? " antithetic pairs" : " one-sided draws") + " per σ):");
-      progress.line("    σ       gap ± std            σ²/2·Tr     rel. error");
-      for (const auto& r : g.rows) {
-        rows.push_back({{"sigma", r.sigma},
-                        {"gap", r.gap},
-                        {"gap_std", r.gap_std},
-                        {"gap_std_error", r.gap_std_error},
-                        {"predicted", r.predicted},
-                        {"predicted_std_error", r.predicted_std_error},
-                        {"relative_error", r.relative_error},
-                        {"z", r.z}});
-        char line[160];
-        std::snprintf(line, sizeof line, "  %.4f  %.5f ± %.5f   %.5f     %+.1f%%", r.sigma, r.gap, r.gap_std, r.predicted,
-                      100 * r.relative_error);
-        progress.line(line);
+    for (const std::string& mode : a.gap_modes.empty() ? std::vector<std::string>{a.mode} : a.gap_modes) {
+      const geometry::Objective in_mode =
+          mode == a.mode ? objective
+                         : geometry::Objective::for_model(ck.model, sample,
+                                                          geometry::ObjectiveOptions().batch_size(a.batch_size).mode(
+                                                              geometry::parse_model_mode(mode)));
+      geometry::TraceResult mode_trace = trace;
+      if (mode != a.mode) {
+        geometry::MeasurementScope scope(in_mode, /*snapshot_parameters=*/false);
+        geometry::HessianOperator hessian(in_mode, hvp);
+        mode_trace = geometry::hutchinson_trace(hessian, trace_options(a, &progress, probe_split));
+        progress.line("Hessian trace in " + mode + " mode " + num(mode_trace.trace, "%.5g") + " ± " +
+                      num(mode_trace.std_error, "%.3g"));
       }
-      tables.push_back({{"loss", g.loss},
-                        {"trace", g.trace},
-                        {"trace_std_error", g.trace_std_error},
-                        {"law", a.mode == "train" ? g.law + " (train mode)" : g.law},
-                        {"mode", a.mode},
-                        {"antithetic", g.antithetic},
-                        {"draws", g.draws},
-                        {"rows", rows},
-                        {"rss", g.rss},
-                        {"rss_absolute", g.rss_absolute},
-                        {"rms_relative_error", g.rms_relative_error},
-                        {"effective_trace", g.effective_trace},
-                        {"warnings", g.warnings},
-                        {"seconds", g.seconds}});
-      progress.line("  RSS Σ(gap − σ²/2·Tr)²/Σgap² = " + num(100 * g.rss, "%.2f") + "%, RMS relative error " +
-                    num(100 * g.rms_relative_error, "%.1f") + "%, effective trace 2·gap/σ² " +
-                    num(g.effective_trace, "%.5g") + " vs Tr " + num(g.trace, "%.5g"));
-      for (const auto& w : g.warnings) progress.line("  warning: " + w);
+      for (const noise::NoiseLaw law : laws)
+        tables.push_back(gap_table(geometry::perturbation_gap(in_mode, geometry::GapOptions()
+                                                                           .sigmas(a.sigmas)
+                                                                           .draws(a.gap_draws)
+                                                                           .law(law)
+                                                                           .antithetic(!a.one_sided)
+                                                                           .seed(a.seed)
+                                                                           .trace(mode_trace.trace)
+                                                                           .trace_std_error(mode_trace.std_error)
+                                                                           .progress(&progress)),
+                                   mode, progress));
     }
     j["perturbation_gap"] = tables.front();  // the first law's table (every reader of one law)
-    j["perturbation_gaps"] = tables;         // one per --noise law, in that order
+    j["perturbation_gaps"] = tables;         // one per mode and --noise law, in that order
   }
 
   if (wants("ratio")) {
@@ -539,6 +564,12 @@ Action add_geometry_command(CLI::App& app) {
                   "Gap: gaussian | laplace | uniform | rademacher (alias binomial) | binomial4 (the NSO authors' σ·Binomial(4,½): mean 2σ, not zero), comma-separated for one table per law")
       ->delimiter(',')
       ->check(CLI::IsMember({"gaussian", "laplace", "uniform", "rademacher", "binomial", "binomial4"}))
+      ->group(measure_group);
+  cmd->add_option("--gap-modes", args->gap_modes,
+                  "Gap: the model modes to measure it in, comma-separated (default: --mode). eval,train gives both "
+                  "tables; a mode other than --mode measures its own trace first, since its loss is another function")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"eval", "train"}))
       ->group(measure_group);
   cmd->add_flag("--one-sided", args->one_sided, "Gap: f(W+U) − f(W) instead of antithetic pairs")->group(measure_group);
   cmd->add_option("--rho", args->rho, "Ratio: SAM radius ρ")->check(number_between(0, 1e6, false))->group(measure_group);

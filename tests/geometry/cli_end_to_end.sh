@@ -35,4 +35,12 @@ grep -q '"perturbation_gaps": \[' "$dir/laws.json" || fail "no perturbation_gaps
 gaps() { grep -E '^ +"gap": ' "$1" | head -n "$2"; }
 diff <(gaps "$dir/laws.json" 2) <(gaps "$dir/gaussian.json" 2) > /dev/null || fail "the gaussian gaps changed with a second law"
 [ "$(gaps "$dir/laws.json" 99 | wc -l)" = 6 ] || fail "expected 2 rows in each of 3 tables (perturbation_gap + 2 laws)"
+# Both modes: a table per mode, the train one labelled. This MLP has no BatchNorm, so its train-mode loss is the
+# eval-mode one: the second mode's own trace and gaps (same seeds) must come out the same.
+"$cli" "${gap[@]}" --gap-modes eval,train --out "$dir/modes.json" || fail "geometry --gap-modes eval,train"
+[ "$(grep -c '"law": "gaussian (train mode)"' "$dir/modes.json")" = 1 ] || fail "no train-mode table"
+diff <(gaps "$dir/modes.json" 99 | sed -n '3,4p') <(gaps "$dir/modes.json" 99 | sed -n '5,6p') > /dev/null ||
+  fail "train mode differs from eval mode on a network without BatchNorm"
+tables_trace() { grep -E '^      "trace": ' "$dir/modes.json" | sed -n "$1p"; }  # the perturbation_gaps tables' traces
+[ -n "$(tables_trace 2)" ] && [ "$(tables_trace 1)" = "$(tables_trace 2)" ] || fail "the train-mode trace differs from the eval-mode one on a network without BatchNorm"
 echo "ok"
