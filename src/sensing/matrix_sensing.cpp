@@ -57,24 +57,30 @@ at::Tensor PackedMeasurements::loss(const at::Tensor& u) const {
   return r.pow(2).sum() / (2.0 * static_cast<double>(packed_.size(0)));
 }
 
-HessianTrace::HessianTrace(const at::Tensor& a, const at::Tensor& y)
-    : a_(a.to(torch::kFloat64)), y_(y.to(torch::kFloat64)), trace_a_(a_.diagonal(0, 1, 2).sum(1)) {}
-
-double HessianTrace::operator()(const at::Tensor& u_in) const {
+HessianTrace::HessianTrace(const at::Tensor& a_in, const at::Tensor& y_in) {
   torch::NoGradGuard no_grad;
-  const at::Tensor u = u_in.to(torch::kFloat64), uu = torch::mm(u, u.t());
-  const int64_t n = a_.size(0), d = u.size(0);
-  double sum = 0;
-  // In chunks: S_i U for all i at once would be n × d × d more memory than the measurements themselves.
+  const at::Tensor a = a_in.to(torch::kFloat64), y = y_in.to(torch::kFloat64);
+  const int64_t n = a.size(0), d = a.size(1);
+  // Both terms are linear in X = UUᵀ once summed over i: ‖S_i U‖_F² = ⟨S_i S_i, X⟩ (S_i symmetric) and
+  // Σ r_i tr A_i = ⟨Σ tr A_i · A_i, X⟩ − Σ tr A_i · y_i. So Tr = (⟨M, X⟩ − c)/n with one d × d matrix M, made
+  // here once (n·d³ products, in chunks to bound the memory), and each U then costs a d × d product.
+  const at::Tensor trace_a = a.diagonal(0, 1, 2).sum(1);
+  m_ = torch::zeros({d, d}, torch::kFloat64);
   const int64_t chunk = std::max<int64_t>(1, (int64_t{1} << 22) / (d * d));
   for (int64_t begin = 0; begin < n; begin += chunk) {
     const int64_t end = std::min(n, begin + chunk);
-    const at::Tensor a = a_.slice(0, begin, end);
-    const at::Tensor r = measure(a, uu) - y_.slice(0, begin, end);
-    sum += torch::matmul(a + a.transpose(1, 2), u).pow(2).sum().item<double>() +
-           2.0 * static_cast<double>(d) * (r * trace_a_.slice(0, begin, end)).sum().item<double>();
+    const at::Tensor part = a.slice(0, begin, end), s = part + part.transpose(1, 2);
+    m_ += torch::bmm(s, s).sum(0) +
+          2.0 * static_cast<double>(d) * (trace_a.slice(0, begin, end).view({-1, 1, 1}) * part).sum(0);
   }
-  return sum / static_cast<double>(n);
+  c_ = 2.0 * static_cast<double>(d) * (trace_a * y).sum().item<double>();
+  n_ = n;
+}
+
+double HessianTrace::operator()(const at::Tensor& u_in) const {
+  torch::NoGradGuard no_grad;
+  const at::Tensor u = u_in.detach().to(torch::kFloat64);
+  return ((m_ * torch::mm(u, u.t())).sum().item<double>() - c_) / static_cast<double>(n_);
 }
 
 double hessian_trace(const at::Tensor& u, const at::Tensor& a, const at::Tensor& y) { return HessianTrace(a, y)(u); }

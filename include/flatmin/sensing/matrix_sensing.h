@@ -64,15 +64,18 @@ class PackedMeasurements {
   at::Tensor packed_, y_, upper_;  // upper_: the flat indices of UUᵀ's upper triangle, diagonal included
 };
 
-/// Tr ∇²L(U) by the closed form above, in float64, for many U on the same measurements: holds a float64
-/// copy of them (and their traces tr A_i), made once.
+/// Tr ∇²L(U) by the closed form above, in float64, for many U on the same measurements: summed over i, the
+/// closed form is linear in UUᵀ, Tr = (⟨M, UUᵀ⟩ − c)/n with M = Σ (S_i² + 2d·tr A_i·A_i) and
+/// c = 2d·Σ tr A_i·y_i, made once (n·d³ products); each U then costs one d × d product.
 class HessianTrace {
  public:
   HessianTrace(const at::Tensor& a, const at::Tensor& y);
   double operator()(const at::Tensor& u) const;
 
  private:
-  at::Tensor a_, y_, trace_a_;
+  at::Tensor m_;
+  double c_ = 0;
+  int64_t n_ = 1;
 };
 
 /// Tr ∇²L(U) by the closed form above, in float64 (one U: HessianTrace for several).
