@@ -83,17 +83,26 @@ TEST(ShippedExperiments, RegularizersPairsEachRegulariserWithAndWithoutNso) {
   }
 }
 
-TEST(ShippedExperiments, NoiseStabilityMeasuresThreeLawsOnTwoTrainingLengths) {
+TEST(ShippedExperiments, NoiseStabilityMeasuresTwoNetworksAndTheirSmoothTwinsAtTwoLosses) {
   const fx::Experiment e = fx::load_experiment(std::string(FLATMIN_EXPERIMENTS_DIR) + "/noise-stability.toml");
   ASSERT_TRUE(e.measure.has_value());
   std::map<std::string, std::string> measure(e.measure->begin(), e.measure->end());
-  EXPECT_EQ(measure["noise"], "gaussian,laplace,uniform");
+  EXPECT_EQ(measure["noise"], "gaussian,rademacher,binomial4");  // the mean-zero binomial beside the unscaled one
+  EXPECT_EQ(measure["gap-modes"], "eval,train");
   EXPECT_EQ(measure["measures"], "trace,gap");
   const fx::Plan plan = plan_of("noise-stability");
-  ASSERT_EQ(plan.runs.size(), 1u + 2 * 3);
-  EXPECT_EQ(option(plan.runs[1], "epochs"), "40");  // interpolating
-  EXPECT_EQ(option(plan.runs[4], "epochs"), "1");   // moderate loss
-  EXPECT_EQ(plan.runs[4].task, "moderate-loss");
+  ASSERT_EQ(plan.runs.size(), 4u * 2 * 3);  // {mlp, resnet} × {moderate, near-zero} × {relu, gelu} × 3 seeds
+  std::map<std::string, int> activations;
+  for (const auto& run : plan.runs) {
+    EXPECT_TRUE(run.init_dir.empty()) << run.id;  // trained from scratch
+    EXPECT_TRUE(run.measure) << run.id;
+    ++activations[option(run, "activation") == "<absent>" ? "relu" : option(run, "activation")];
+    if (run.task.find("moderate") != std::string::npos) {
+      EXPECT_EQ(option(run, "per-class"), "0");  // one annealed epoch over the whole training set: loss ≈ 0.3
+      EXPECT_EQ(option(run, "epochs"), "1");
+    }
+  }
+  EXPECT_EQ(activations, (std::map<std::string, int>{{"gelu", 12}, {"relu", 12}}));
 }
 
 TEST(ShippedExperiments, MatrixSensingRunsTheSensingCommandOverSigmaAndLearningRate) {
