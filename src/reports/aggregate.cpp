@@ -245,16 +245,25 @@ std::vector<std::pair<std::string, MeanStd>> mean_extra(const std::vector<const 
   return out;
 }
 
-// The per-run quantities a paired comparison differences: GroupSummary's, then the extra ones.
+// The per-run quantities a group summarises over its seeds and a paired comparison differences.
+struct Quantity {
+  const char* name;
+  double (*of)(const RunRecord&);
+  MeanStd GroupSummary::*summary;
+};
+const Quantity kQuantities[] = {
+    {"test_acc", [](const RunRecord& r) { return r.test_acc; }, &GroupSummary::test_acc},
+    {"test_loss", [](const RunRecord& r) { return r.test_loss; }, &GroupSummary::test_loss},
+    {"gap_loss", [](const RunRecord& r) { return r.test_loss - r.train_loss; }, &GroupSummary::gap_loss},
+    {"gap_acc", [](const RunRecord& r) { return r.train_acc - r.test_acc; }, &GroupSummary::gap_acc},
+    {"trace", [](const RunRecord& r) { return r.trace; }, &GroupSummary::trace},
+    {"lambda1", [](const RunRecord& r) { return r.lambda1; }, &GroupSummary::lambda1}};
+
+// kQuantities, then the extra ones the runs report.
 std::vector<std::pair<std::string, std::function<double(const RunRecord&)>>> paired_quantities(
     const std::vector<const RunRecord*>& runs) {
-  std::vector<std::pair<std::string, std::function<double(const RunRecord&)>>> q = {
-      {"test_acc", [](const RunRecord& r) { return r.test_acc; }},
-      {"test_loss", [](const RunRecord& r) { return r.test_loss; }},
-      {"gap_loss", [](const RunRecord& r) { return r.test_loss - r.train_loss; }},
-      {"gap_acc", [](const RunRecord& r) { return r.train_acc - r.test_acc; }},
-      {"trace", [](const RunRecord& r) { return r.trace; }},
-      {"lambda1", [](const RunRecord& r) { return r.lambda1; }}};
+  std::vector<std::pair<std::string, std::function<double(const RunRecord&)>>> q;
+  for (const Quantity& quantity : kQuantities) q.emplace_back(quantity.name, quantity.of);
   std::vector<std::string> extra;
   for (const RunRecord* r : runs)
     for (const std::string& name : extra_names(*r))
@@ -524,14 +533,9 @@ Report aggregate(const Sweep& sweep) {
           if (sweep.runs[i].done()) done.push_back(&sweep.runs[i]);
         }
         g.seeds = static_cast<int64_t>(done.size());
-        g.test_acc = over_runs(done, [](const RunRecord& r) { return r.test_acc; });
-        g.test_loss = over_runs(done, [](const RunRecord& r) { return r.test_loss; });
-        g.gap_loss = over_runs(done, [](const RunRecord& r) { return r.test_loss - r.train_loss; });
-        g.gap_acc = over_runs(done, [](const RunRecord& r) { return r.train_acc - r.test_acc; });
-        g.trace = over_runs(done, [](const RunRecord& r) { return r.trace; });
+        for (const Quantity& quantity : kQuantities) g.*quantity.summary = over_runs(done, quantity.of);
         g.trace_mean_std_error =
             over_runs(done, [](const RunRecord& r) { return std::isfinite(r.trace) ? r.trace_std_error : kNaN; }).mean;
-        g.lambda1 = over_runs(done, [](const RunRecord& r) { return r.lambda1; });
         g.gradient_evaluations = over_runs(done, [](const RunRecord& r) { return r.gradient_evaluations; });
         g.seconds = over_runs(done, [](const RunRecord& r) { return r.seconds; });
         g.curve = mean_curve(done);
