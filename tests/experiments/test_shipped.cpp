@@ -98,7 +98,8 @@ TEST(ShippedExperiments, NoiseStabilityMeasuresTwoNetworksAndTheirSmoothTwinsAtT
     EXPECT_TRUE(run.measure) << run.id;
     ++activations[option(run, "activation") == "<absent>" ? "relu" : option(run, "activation")];
     if (run.task.find("moderate") != std::string::npos) {
-      EXPECT_EQ(option(run, "per-class"), "0");  // one annealed epoch over the whole training set: loss ≈ 0.3
+      // One annealed epoch over many examples (loss ≈ 0.3), not a network stopped early in a longer schedule.
+      EXPECT_EQ(option(run, "per-class"), run.task == "mlp-moderate" ? "0" : "2500");
       EXPECT_EQ(option(run, "epochs"), "1");
     }
   }
