@@ -392,20 +392,21 @@ class Sweep {
                                       progress_);
   }
 
-  // The experiment a root was started with is the only one it runs: a changed file is refused.
+  // The experiment a root was started with is the only one it runs: a changed file is refused, except for
+  // its [report] table, which is taken (the runs stay the same; the report changes).
   void check_stored_experiment(bool write) const {
     const std::string experiment_json = e_.to_json();
     const fs::path stored = fs::path(root_) / "experiment.json";
     std::error_code ec;
+    std::string previous;
     if (fs::exists(stored, ec)) {
       std::ifstream in(stored);
-      const std::string previous((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-      check(previous == experiment_json + "\n",
+      previous.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+      check(e_.plans_same_runs_as(previous),
             root_ + ": holds a sweep of another experiment (or of this file before it changed); use another --out, "
                     "or delete the directory to start over");
-    } else if (write) {
-      flatmin::write_text_file(stored.string(), experiment_json + "\n");
     }
+    if (write && previous != experiment_json + "\n") flatmin::write_text_file(stored.string(), experiment_json + "\n");
   }
 
   void forget_failures() {

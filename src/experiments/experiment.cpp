@@ -84,6 +84,21 @@ std::string string_at(const json& j, const char* key, const std::string& where) 
   return j.at(key).get<std::string>();
 }
 
+// ["a:b", ...]: method a against method b.
+std::vector<std::pair<std::string, std::string>> method_pairs(const json& j, const std::string& where) {
+  const std::string form = where + ": a list of \"method:other\" strings";
+  if (!j.is_array()) throw Error(form);
+  std::vector<std::pair<std::string, std::string>> pairs;
+  for (const json& v : j) {
+    const std::string text = v.is_string() ? v.get<std::string>() : "";
+    const size_t colon = text.find(':');
+    if (colon == std::string::npos || colon == 0 || colon + 1 == text.size() || text.find(':', colon + 1) != std::string::npos)
+      throw Error(form + " (got " + v.dump() + ")");
+    pairs.emplace_back(text.substr(0, colon), text.substr(colon + 1));
+  }
+  return pairs;
+}
+
 // Sets a fixed option (replacing one of that name, fixed or axis) in `set`.
 void override_option(OptionSet& set, const std::string& key, const std::string& value) {
   for (auto it = set.axes.begin(); it != set.axes.end(); ++it)
@@ -184,11 +199,16 @@ Experiment from_json(const json& j, const std::string& file, bool quick) {
     for (const auto& [key, value] : r.items()) {
       if (key == "highlight") e.highlight = string_at(r, "highlight", file + ": report");
       else if (key == "reference") e.reference = string_at(r, "reference", file + ": report");
-      else throw Error(file + ": report." + key + ": unknown (known: highlight, reference)");
+      else if (key == "pairs") e.pairs = method_pairs(value, file + ": report.pairs");
+      else throw Error(file + ": report." + key + ": unknown (known: highlight, reference, pairs)");
     }
   }
-  for (const auto& [key, name] : {std::pair<const char*, const std::string*>{"highlight", &e.highlight},
-                                  {"reference", &e.reference}}) {
+  std::vector<std::pair<const char*, const std::string*>> named{{"highlight", &e.highlight}, {"reference", &e.reference}};
+  for (const auto& [a, b] : e.pairs) {
+    named.push_back({"pairs", &a});
+    named.push_back({"pairs", &b});
+  }
+  for (const auto& [key, name] : named) {
     if (name->empty()) continue;
     bool found = false;
     for (const auto& m : e.methods) found = found || m.name == *name;
@@ -244,6 +264,15 @@ json set_json(const OptionSet& set) {
 
 }  // namespace
 
+bool Experiment::plans_same_runs_as(const std::string& stored) const {
+  json earlier = json::parse(stored, nullptr, /*allow_exceptions=*/false);
+  if (earlier.is_discarded() || !earlier.is_object()) return false;
+  json now = json::parse(to_json());
+  earlier.erase("report");
+  now.erase("report");
+  return earlier == now;
+}
+
 std::string Experiment::to_json(int indent) const {
   json j;
   j["name"] = name;
@@ -266,6 +295,7 @@ std::string Experiment::to_json(int indent) const {
   j["overrides"] = options_json(overrides);
   j["report"] = {{"highlight", highlight}};
   if (!reference.empty()) j["report"]["reference"] = reference;  // absent by default: older sweeps still match
+  for (const auto& [a, b] : pairs) j["report"]["pairs"].push_back(a + ":" + b);
   return j.dump(indent);
 }
 

@@ -362,6 +362,7 @@ std::string manifest_json(const Experiment& e, const Plan& plan, const std::stri
   j["experiment"] = {{"name", e.name}, {"file", e.file}, {"description", e.description}, {"command", command}};
   j["select"] = e.select ? json{{"metric", e.select->metric}, {"mode", e.select->maximize ? "max" : "min"}} : json();
   j["report"] = {{"highlight", e.highlight}, {"reference", e.reference_method()}};
+  for (const auto& [first, second] : e.pairs) j["report"]["pairs"].push_back({first, second});
   j["complete"] = plan.complete;
   json runs = json::array();
   for (const auto& run : plan.runs) {

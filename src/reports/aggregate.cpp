@@ -413,6 +413,9 @@ Sweep load_sweep(const std::string& root) {
     if (manifest.contains("report") && manifest.at("report").is_object()) {
       sweep.highlight = string_or(manifest.at("report"), "highlight", "");
       sweep.reference = string_or(manifest.at("report"), "reference", "");
+      if (manifest.at("report").contains("pairs"))
+        for (const json& pair : manifest.at("report").at("pairs"))
+          sweep.pairs.emplace_back(pair.at(0).get<std::string>(), pair.at(1).get<std::string>());
     }
   } catch (const std::exception& e) {
     throw Error(where + e.what());
@@ -546,7 +549,8 @@ Report aggregate(const Sweep& sweep) {
     }
   }
 
-  // Paired: every group against the reference method and against the best other method by test accuracy.
+  // Paired: every group against the reference method, the best other method by test accuracy, and the
+  // methods report.pairs names for it.
   for (const std::string& task : report.tasks) {
     const std::vector<const GroupSummary*> groups = report.groups_of(task);
     auto best_accuracy = [&](auto keep) -> const GroupSummary* {
@@ -567,6 +571,16 @@ Report aggregate(const Sweep& sweep) {
       if (reference && g->method != reference->method) compare(reference, "reference");
       const GroupSummary* other = best_accuracy([&](const GroupSummary* o) { return o->method != g->method; });
       if (other && other != reference) compare(other, "best other");
+      for (const auto& [first, second] : sweep.pairs) {
+        if (g->method != first) continue;
+        // The other method at the same setting where it has one (NSO against WP-GD at each σ of a sweep
+        // without selection), else its setting with the best mean test accuracy.
+        const GroupSummary* named = nullptr;
+        for (const GroupSummary* o : groups)
+          if (o->method == second && o->setting_name == g->setting_name) named = o;
+        if (!named) named = best_accuracy([&](const GroupSummary* o) { return o->method == second; });
+        if (named && named != reference && named != other) compare(named, "pair");
+      }
     }
   }
 

@@ -188,7 +188,7 @@ Table paired_table(const Sweep& sweep, const Report& report, const std::string& 
       std::string difference = format(m.stats.mean * scale, spec);
       if (std::isfinite(m.stats.std_error))
         difference += " ± " + format(m.stats.std_error * scale, points ? "%.2f" : "%.2g");
-      t.rows.push_back({first ? c.group : "", first ? c.against + (c.basis == "reference" ? "" : " (best other)") : "",
+      t.rows.push_back({first ? c.group : "", first ? c.against + (c.basis == "best other" ? " (best other)" : "") : "",
                         quantity_label(m.name), std::to_string(m.stats.n), difference,
                         points || m.against_mean == 0 ? ""
                                                       : signed_change(100 * m.stats.mean / std::fabs(m.against_mean),
@@ -204,7 +204,8 @@ Table paired_table(const Sweep& sweep, const Report& report, const std::string& 
              "relative: that mean as a percentage of against's mean over the same seeds.",
              "against: the reference method (" + (sweep.reference.empty() ? std::string("none") : sweep.reference) +
              ", its setting with the best mean test accuracy) and, where it is another, the other method with the "
-             "best mean test accuracy. seeds + / −: how many differences are positive / negative. p: two-sided, "
+             "best mean test accuracy" + std::string(sweep.pairs.empty() ? "" : "; also the pairs the experiment names") +
+             ". seeds + / −: how many differences are positive / negative. p: two-sided, "
              "the paired t test (n − 1 degrees of freedom) and the exact sign test (zero differences left out)."};
   return t;
 }

@@ -294,6 +294,51 @@ extend_edges = 3
   EXPECT_EQ(g.extended, (std::vector<std::pair<std::string, int64_t>>{{"rho", 2}, {"lr", 1}}));
 }
 
+// [report] pairs: "method:other" strings naming methods of the file; they reach the manifest.
+TEST(ExperimentFile, ReportPairsNameTwoMethodsEach) {
+  const std::string text = R"(
+name = "pairs"
+[methods.sgd]
+method = "sgd"
+[methods.nso]
+method = "nso"
+[report]
+pairs = ["nso:sgd"]
+)";
+  const fx::Experiment e = fx::parse_experiment(text, "p.toml", true);
+  EXPECT_EQ(e.pairs, (std::vector<std::pair<std::string, std::string>>{{"nso", "sgd"}}));
+  const std::string manifest = fx::manifest_json(e, fx::plan_experiment(e, [](const fx::PlannedRun&) {
+    return fx::RunOutcome{fx::RunStatus::kPending, 0};
+  }), "train", [](const fx::PlannedRun&) { return fx::RunRecord{}; });
+  EXPECT_NE(manifest.find("\"pairs\""), std::string::npos);
+  auto error = [&](const std::string& pairs) {
+    try {
+      fx::parse_experiment(text.substr(0, text.find("pairs =")) + "pairs = " + pairs, "p.toml", true);
+    } catch (const flatmin::Error& err) {
+      return std::string(err.what());
+    }
+    return std::string();
+  };
+  EXPECT_NE(error(R"(["nso:wp-sgd"])").find("report.pairs: 'wp-sgd' is not one of [methods]"), std::string::npos);
+  EXPECT_NE(error(R"(["nso"])").find("a list of \"method:other\" strings (got \"nso\")"), std::string::npos)
+      << error(R"(["nso"])");
+  EXPECT_NE(error(R"("nso:sgd")").find("report.pairs"), std::string::npos);
+}
+
+// A sweep root refuses a changed experiment, but not a changed [report]: that changes how the same runs are
+// presented.
+TEST(ExperimentFile, OnlyAChangedReportPlansTheSameRuns) {
+  const fx::Experiment e = fx::parse_experiment(kSmall, "s.toml", true);
+  const std::string stored = e.to_json();
+  EXPECT_TRUE(e.plans_same_runs_as(stored));
+  EXPECT_TRUE(fx::parse_experiment(std::string(kSmall) + "\n[report]\nhighlight = \"nso\"\npairs = [\"nso:sgd\"]\n", "s.toml", true)
+                  .plans_same_runs_as(stored));
+  std::string other = kSmall;
+  other.replace(other.find("epochs = 2"), 10, "epochs = 3");
+  EXPECT_FALSE(fx::parse_experiment(other, "s.toml", true).plans_same_runs_as(stored));
+  EXPECT_FALSE(e.plans_same_runs_as("not json"));
+}
+
 TEST(ExperimentFile, JsonAndTomlGiveTheSameExperiment) {
   const fx::Experiment toml = fx::parse_experiment(kSmall, "s.toml", true);
   const fx::Experiment json = fx::parse_experiment(R"({"name": "small", "seeds": [0, 1],

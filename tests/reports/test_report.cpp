@@ -442,6 +442,34 @@ TEST_F(ReportFakeSweep, PairedAgainstTheReferenceAndTheBestOtherSeedBySeed) {
   EXPECT_EQ(j.at("paired").size(), report.paired.size());
 }
 
+// report.pairs adds the comparisons a claim needs, read from the manifest; one that repeats the reference or
+// the best other is not drawn twice.
+TEST_F(ReportFakeSweep, NamedPairsAreComparedSeedBySeedToo) {
+  const fs::path file = dir_ / "manifest.json";
+  auto manifest = nlohmann::json::parse(read(file));
+  manifest["report"]["pairs"] = nlohmann::json::array(
+      {nlohmann::json::array({"sgd", "label-smoothing"}), nlohmann::json::array({"label-smoothing", "nso"})});
+  overwrite(file, manifest.dump());
+  const Sweep sweep = load();
+  ASSERT_EQ(sweep.pairs.size(), 2u);
+  const Report report = aggregate(sweep);
+  std::vector<std::string> pairs;
+  for (const PairedComparison& c : report.paired)
+    if (c.basis == "pair") pairs.push_back(c.task + ":" + c.group + "-" + c.against);
+  // sgd − label-smoothing is new on both tasks; label-smoothing − nso only on c10_5, where label-smoothing's
+  // best other is sgd (on fm5-50 it is nso already).
+  EXPECT_EQ(pairs, (std::vector<std::string>{"fm5-50:sgd-label-smoothing", "c10_5:sgd-label-smoothing",
+                                             "c10_5:label-smoothing-nso"}));
+  for (const PairedComparison& c : report.paired)
+    if (c.basis == "pair" && c.task == "fm5-50")  // seeds 0, 1 (label-smoothing's seed 2 failed)
+      EXPECT_EQ(c.metrics.front().stats.n, 2);
+  const std::vector<Table> tables = result_tables(sweep, report);
+  bool named = false;
+  for (const Table& t : tables)
+    for (const auto& row : t.rows) named = named || (t.kind == TableKind::kPaired && row[0] == "sgd" && row[1] == "label-smoothing");
+  EXPECT_TRUE(named);
+}
+
 // A chosen setting on its grid's edge (selection.json "edges") is marked in the task table and the grid.
 TEST_F(ReportFakeSweep, AChosenSettingOnTheGridsEdgeIsMarked) {
   const fs::path file = dir_ / "selection.json";
@@ -459,6 +487,36 @@ TEST_F(ReportFakeSweep, AChosenSettingOnTheGridsEdgeIsMarked) {
   EXPECT_EQ(grid.rows[3][5], "✓");
   EXPECT_EQ(grid.rows[3][6], "sigma=0.01 is the smallest tried");
   EXPECT_EQ(grid.rows[4][6], "");  // not chosen
+}
+
+// In a sweep without selection (several settings per method), a named pair compares the two methods at each
+// setting both have: NSO against WP-GD at the same σ.
+TEST(ReportAggregate, NamedPairsMatchTheSameSetting) {
+  Sweep sweep;
+  sweep.pairs = {{"nso", "wp-gd"}};
+  for (const std::string method : {"nso", "wp-gd"})
+    for (const std::string sigma : {"0.1", "0.2"})
+      for (int64_t seed : {0, 1}) {
+        RunRecord r;
+        r.task = "t";
+        r.method = method;
+        r.setting_name = "sigma=" + sigma;
+        r.seed = seed;
+        r.status = "done";
+        r.roles = {"final"};
+        // Test loss: 1 at σ = 0.1 and 2 at σ = 0.2 for WP-GD; NSO 0.1 (σ = 0.1) or 0.2 (σ = 0.2) lower.
+        r.test_loss = (sigma == "0.1" ? 1.0 : 2.0) - (method == "nso" ? std::stod(sigma) : 0.0) + 0.01 * seed;
+        sweep.runs.push_back(r);
+      }
+  const Report report = aggregate(sweep);
+  std::map<std::string, double> differences;
+  for (const PairedComparison& c : report.paired)
+    if (c.basis == "pair")
+      for (const PairedMetric& m : c.metrics)
+        if (m.name == "test_loss") differences[c.group + " - " + c.against] = m.stats.mean;
+  ASSERT_EQ(differences.size(), 2u);
+  EXPECT_NEAR(differences.at("nso (sigma=0.1) - wp-gd (sigma=0.1)"), -0.1, 1e-12);
+  EXPECT_NEAR(differences.at("nso (sigma=0.2) - wp-gd (sigma=0.2)"), -0.2, 1e-12);
 }
 
 TEST(ReportAggregate, NoHighlightNoComparison) {

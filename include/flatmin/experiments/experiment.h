@@ -68,6 +68,9 @@ struct Experiment {
   /// The method every other is compared with, seed by seed ([report] reference); empty: the plain base
   /// optimizer (reference_method()).
   std::string reference;
+  /// Further paired comparisons the claims need ([report] pairs = ["a:b", ...]: method a against method b,
+  /// seed by seed), such as NSO against its no-negative ablation at the same cost.
+  std::vector<std::pair<std::string, std::string>> pairs;
   /// The command every run is: "train" (default) or "sensing" (the matrix sensing simulation: no
   /// pretraining, no [measure]; its runs write their exact Hessian trace themselves).
   std::string command = "train";
@@ -78,6 +81,10 @@ struct Experiment {
 
   /// The experiment as normalised JSON (what the sweep stores and compares on a rerun).
   std::string to_json(int indent = 2) const;
+
+  /// Whether `stored` (an earlier to_json) plans the same runs: equal but for [report], which says only how
+  /// to present them, so a sweep root takes a changed [report] without starting over.
+  bool plans_same_runs_as(const std::string& stored) const;
 };
 
 /// Reads an experiment file (.toml, or .json). With `quick`, its [quick] table is applied: seeds,

@@ -124,6 +124,8 @@ struct Sweep {
   /// "report.reference": the method every other is compared with seed by seed; a sweep written before it
   /// existed: "sgd" when that method has final runs, else empty.
   std::string reference;
+  /// "report.pairs": further (method, other) comparisons, paired by seed; empty when absent.
+  std::vector<std::pair<std::string, std::string>> pairs;
   bool complete = true;  ///< manifest "complete": false while runs are still to be planned (selection pending)
   std::vector<RunRecord> runs;                   ///< in manifest order
   std::vector<SelectionGroup> selection;         ///< selection.json's groups
@@ -217,8 +219,8 @@ struct PairedMetric {
 struct PairedComparison {
   std::string task;
   std::string group, against;  ///< labels: the method, "method (setting)" where the task has several of it
-  /// Why `against`: "reference" (the sweep's reference method) or "best other" (the other method with the
-  /// best mean test accuracy, when that is not the reference).
+  /// Why `against`: "reference" (the sweep's reference method), "best other" (the other method with the
+  /// best mean test accuracy, when that is not the reference) or "pair" (report.pairs names it).
   std::string basis;
   std::vector<PairedMetric> metrics;  ///< the quantities with at least one pair, in a fixed order
 };
