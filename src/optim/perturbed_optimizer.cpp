@@ -316,6 +316,19 @@ std::string PerturbedOptimizer::settle_finite_check() {
   return non_finite_;
 }
 
+void PerturbedOptimizer::abort_step() {
+  if (!in_step_) return;
+  torch::NoGradGuard no_grad;
+  if (method_->perturbs() && anchor_.size() == params_.size())
+    for (size_t j = 0; j < params_.size(); ++j) params_[j].copy_(anchor_[j]);
+  if (!buffers_before_.empty())
+    for (size_t j = 0; j < buffers_.size(); ++j) buffers_[j].copy_(buffers_before_[j]);
+  for (auto& p : params_) p.mutable_grad() = at::Tensor();
+  for (auto& c : combined_) c = at::Tensor();
+  last_losses_.clear();
+  in_step_ = false;
+}
+
 void PerturbedOptimizer::finish_step() {
   check(in_step_, "PerturbedOptimizer: finish_step() without begin_step()");
   torch::NoGradGuard no_grad;
@@ -379,18 +392,23 @@ at::Tensor PerturbedOptimizer::step(LossClosure closure) {
   }
   begin_step();
   double loss_sum = 0;
-  for (int64_t i = 0; i < method_->evaluations(); ++i) {
-    move_to(i);
-    if (!evaluates(i)) {
-      skip(i);
-      continue;
+  try {
+    for (int64_t i = 0; i < method_->evaluations(); ++i) {
+      move_to(i);
+      if (!evaluates(i)) {
+        skip(i);
+        continue;
+      }
+      at::Tensor loss;
+      {
+        at::AutoGradMode enable_grad(true);
+        loss = closure();
+      }
+      accumulate(i, loss);
     }
-    at::Tensor loss;
-    {
-      at::AutoGradMode enable_grad(true);
-      loss = closure();
-    }
-    accumulate(i, loss);
+  } catch (...) {
+    abort_step();
+    throw;
   }
   finish_step();
   if (last_losses_.empty()) return {};

@@ -125,6 +125,26 @@ TEST(Nso, UpdateWithSgdBaseEqualsTheHandComputedAverage) {
   }
 }
 
+// A closure that throws (a Python exception through the binding, say) leaves W exactly as before the step,
+// with no gradient and the step not counted; the next step is the one an uninterrupted run takes.
+TEST(Nso, AClosureThatThrowsLeavesTheWeightsAsTheyWere) {
+  const at::Tensor w0 = at::randn({kDim}, at::kDouble);
+  OneParamRun run(w0, nso(0.3, 2), 0.1, PerturbedOptimizerOptions().seed(5));
+  int calls = 0;
+  EXPECT_THROW(run.step([&](const at::Tensor& w) {
+    if (++calls == 3) throw std::runtime_error("the third pass fails");
+    return quartic_loss(w);
+  }),
+               std::runtime_error);
+  EXPECT_TRUE(at::equal(run.w.detach(), w0));
+  EXPECT_FALSE(run.w.grad().defined());
+  EXPECT_EQ(run.opt->steps_taken(), 0);
+  OneParamRun clean(w0, nso(0.3, 2), 0.1, PerturbedOptimizerOptions().seed(5));
+  run.step(quartic_loss);
+  clean.step(quartic_loss);
+  EXPECT_TRUE(at::equal(run.w.detach(), clean.w.detach()));
+}
+
 TEST(Methods, StepWithZeroLearningRateLeavesWeightsBitwiseUnchanged) {
   at::manual_seed(0);
   const at::Tensor w0 = at::randn({100});

@@ -113,6 +113,10 @@ class PerturbedOptimizer : public torch::optim::Optimizer {
   void move_to(int64_t i);
   void accumulate(int64_t i, const at::Tensor& loss = {});
   void finish_step();
+  /// Leaves a step begun but not finished as if it had not begun: W and the tracked statistics restored
+  /// exactly, the gradients cleared, no base step, the step not counted. step() calls it when the closure
+  /// throws (a Python exception, a bad loss), so the exception leaves the model as it found it.
+  void abort_step();
   /// kPerturbation: point i is another process's; the parameters were moved to it (move_to(i)), no
   /// gradient was computed here.
   void skip(int64_t i);
