@@ -19,8 +19,9 @@ packages=(
   googletest libgtest-dev libgmock-dev
 )
 # The tests also open the report's HTML page in a headless browser and decode its screenshot, write test
-# images (stb), and check that Python's torch.jit.load gives flatmin's logits for an exported model.
-[ "${1:-}" = all ] && packages+=(chromium libstb-dev python3-torch)
+# images (stb), check that Python's torch.jit.load gives flatmin's logits for an exported model, and test
+# the Python module (python3-dev and pybind11-dev build it; pytest runs its tests).
+[ "${1:-}" = all ] && packages+=(chromium libstb-dev python3-torch python3-dev pybind11-dev python3-pytest)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,0 +1,15 @@
+"""flatmin from Python: training toward flat minima (NSO, the SAM family) inside any PyTorch loop.
+
+    import torch, flatmin
+    opt = flatmin.optim.NSO(model.parameters(), torch.optim.SGD, sigma=0.01, k=1, lr=0.05, momentum=0.9)
+    loss = opt.step(closure)   # the closure computes the loss and calls backward(); flatmin runs it per point
+
+The C++ core (_flatmin) shares one LibTorch with ``import torch``: import torch first, as this does.
+See docs/PYTHON.md.
+"""
+import torch  # noqa: F401  (loads LibTorch the way Python's torch does, before the extension needs it)
+
+from ._flatmin import Error, method_names, noise
+from . import optim
+
+__all__ = ["Error", "optim", "noise", "method_names"]

@@ -1,0 +1,125 @@
+"""flatmin's methods as torch.optim optimizers over any base optimizer.
+
+Each class wraps a base optimizer built from the remaining keyword arguments (``torch.optim.SGD``,
+``torch.optim.AdamW``, any ``torch.optim.Optimizer`` class) and shares its parameter groups, so learning-rate
+schedulers, ``zero_grad`` and the groups' options act on the flatmin optimizer itself. ``step(closure)`` runs
+the closure once per point the method evaluates (W + U and W − U for NSO, W and the ascent point for SAM):
+the closure computes the loss and calls ``backward()``. flatmin moves the parameters, draws the noise,
+combines the gradients and restores W exactly in C++, then calls the base optimizer's step.
+
+BatchNorm: pass ``model=`` (or call ``track_buffers(model)``) and the running statistics follow the
+method's policy, as in the CLI: NSO and WP-SGD average the passes' updates, so the statistics move once per
+step; the SAM family keeps the first pass's (at W). Without it every pass updates them.
+"""
+import torch
+
+from . import _flatmin
+
+__all__ = ["WPSGD", "NSO", "SAM", "USAM", "ASAM", "RSAM", "CRSAM"]
+
+
+class _Method(torch.optim.Optimizer):
+    _name = None
+
+    def __init__(self, params, base_optimizer, method_options, *, seed=0, max_grad_norm=0.0, model=None,
+                 **base_kwargs):
+        if not (isinstance(base_optimizer, type) and issubclass(base_optimizer, torch.optim.Optimizer)):
+            raise TypeError(f"flatmin.optim.{type(self).__name__}: base_optimizer must be a torch.optim.Optimizer "
+                            f"class such as torch.optim.SGD, got {base_optimizer!r}")
+        super().__init__(params, dict(base_kwargs))
+        self.base_optimizer = base_optimizer(self.param_groups, **base_kwargs)
+        # One set of groups: schedulers and zero_grad act on the base's, whichever object they are given.
+        self.param_groups = self.base_optimizer.param_groups
+        self.defaults = self.base_optimizer.defaults
+        self.state = self.base_optimizer.state
+        tensors = [p for group in self.param_groups for p in group["params"] if p.requires_grad]
+        self._engine = _flatmin.Engine(tensors, self._name, {k: v for k, v in method_options.items() if v is not None},
+                                       int(seed), float(max_grad_norm), self.base_optimizer.step)
+        if model is not None:
+            self.track_buffers(model)
+
+    def track_buffers(self, model):
+        """Lets the method decide which passes update ``model``'s buffers (BatchNorm's running statistics)."""
+        buffers = model.buffers() if isinstance(model, torch.nn.Module) else model
+        self._engine.track_buffers(list(buffers))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        """One step of the method; returns the mean of the closure's losses over the points it evaluated."""
+        if closure is None:
+            raise _flatmin.Error(f"flatmin.optim.{type(self).__name__}.step needs a closure: it evaluates the "
+                                 f"gradient at {self._engine.evaluations} point(s)")
+        return self._engine.step(torch.enable_grad()(closure))
+
+    def set_epoch(self, epoch, total_epochs):
+        """Tells the method a new epoch starts (for σ schedules)."""
+        self._engine.set_epoch(int(epoch), int(total_epochs))
+
+    @property
+    def evaluations(self):
+        """Gradient evaluations (forward + backward passes) per step."""
+        return self._engine.evaluations
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self._engine.describe()}, base={self.base_optimizer!r})"
+
+
+class WPSGD(_Method):
+    """Weight-perturbed SGD: the gradient at W + U, U of std ``sigma`` (one evaluation per step)."""
+    _name = "wp-sgd"
+
+    def __init__(self, params, base_optimizer, sigma=0.01, noise="gaussian", **kwargs):
+        super().__init__(params, base_optimizer, {"sigma": sigma, "noise": noise}, **kwargs)
+
+
+class NSO(_Method):
+    """Noise Stability Optimization: 1/(2k)·Σ_j [g(W+U_j) + g(W−U_j)], U_j of std ``sigma`` (2k evaluations).
+
+    ``no_negative=True`` is the one-sided ablation (2k independent draws); ``noise`` is gaussian, laplace,
+    uniform, rademacher or binomial4.
+    """
+    _name = "nso"
+
+    def __init__(self, params, base_optimizer, sigma=0.01, k=1, no_negative=False, noise="gaussian", **kwargs):
+        super().__init__(params, base_optimizer, {"sigma": sigma, "k": k, "no_negative": no_negative, "noise": noise},
+                         **kwargs)
+
+
+class SAM(_Method):
+    """Sharpness-aware minimisation: the gradient at W + ρ·g/‖g‖ (2 evaluations)."""
+    _name = "sam"
+
+    def __init__(self, params, base_optimizer, rho=0.05, **kwargs):
+        super().__init__(params, base_optimizer, {"rho": rho}, **kwargs)
+
+
+class USAM(_Method):
+    """Unnormalised SAM: the gradient at W + ρ·g (2 evaluations)."""
+    _name = "usam"
+
+    def __init__(self, params, base_optimizer, rho=0.05, **kwargs):
+        super().__init__(params, base_optimizer, {"rho": rho}, **kwargs)
+
+
+class ASAM(_Method):
+    """Adaptive SAM: the ascent scaled by |W| + ``eta`` per weight (2 evaluations)."""
+    _name = "asam"
+
+    def __init__(self, params, base_optimizer, rho=0.5, eta=0.01, **kwargs):
+        super().__init__(params, base_optimizer, {"rho": rho, "eta": eta}, **kwargs)
+
+
+class RSAM(_Method):
+    """Random SAM: the ascent from a gradient at W + noise of std ``noise_sigma`` (2 evaluations)."""
+    _name = "rsam"
+
+    def __init__(self, params, base_optimizer, rho=0.05, noise_sigma=0.01, lam=2.0, **kwargs):
+        super().__init__(params, base_optimizer, {"rho": rho, "rsam_sigma": noise_sigma, "rsam_lambda": lam}, **kwargs)
+
+
+class CRSAM(_Method):
+    """Curvature-regularised SAM: SAM plus α and β finite-difference curvature terms (3 evaluations)."""
+    _name = "crsam"
+
+    def __init__(self, params, base_optimizer, rho=0.1, alpha=0.1, beta=0.01, **kwargs):
+        super().__init__(params, base_optimizer, {"rho": rho, "alpha": alpha, "beta": beta}, **kwargs)

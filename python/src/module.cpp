@@ -1,0 +1,170 @@
+// flatmin's Python face: the _flatmin extension. It shares one LibTorch with `import torch` (Debian's
+// python3-torch loads the libtorch-dev libraries this links), so tensors cross without copies and the
+// user's closure runs forward and backward on the same autograd engine the C++ step drives.
+//
+// The Python classes (python/flatmin/optim.py) hold the user's base optimizer; this module holds the
+// method: the points, the noise, the restoration of W and the combination, all in C++.
+#include <torch/extension.h>
+
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <torch/optim/optimizer.h>
+#include <torch/serialize.h>
+
+#include "flatmin/core/error.h"
+#include "flatmin/noise/noise.h"
+#include "flatmin/optim/methods.h"
+#include "flatmin/optim/perturbed_optimizer.h"
+
+namespace py = pybind11;
+
+namespace flatmin::python {
+namespace {
+
+// The base optimizer as PerturbedOptimizer sees it: the Python one's step, called once the combination is
+// in .grad. Its learning rate and state live in Python; these groups only mirror the parameters.
+struct PythonBaseOptions : public torch::optim::OptimizerCloneableOptions<PythonBaseOptions> {
+  double lr = 0;
+  double get_lr() const override { return lr; }
+  void set_lr(const double value) override { lr = value; }
+};
+
+class PythonBase : public torch::optim::Optimizer {
+ public:
+  PythonBase(std::vector<at::Tensor> params, py::function step)
+      : torch::optim::Optimizer({torch::optim::OptimizerParamGroup(std::move(params))},
+                                std::make_unique<PythonBaseOptions>()),
+        step_(std::move(step)) {}
+  at::Tensor step(LossClosure) override {
+    step_();
+    return {};
+  }
+  void save(torch::serialize::OutputArchive&) const override {}
+  void load(torch::serialize::InputArchive&) override {}
+
+ private:
+  py::function step_;
+};
+
+// One flatmin method over a Python base optimizer.
+class Engine {
+ public:
+  Engine(std::vector<at::Tensor> params, const optim::MethodSpec& spec, uint64_t seed, double max_grad_norm,
+         py::function base_step)
+      : params_(params) {
+    check(!params.empty(), "flatmin.optim: no parameters to optimise");
+    check(spec.name() != "bsam", "flatmin.optim: bSAM has its own update rule: use flatmin.optim.BSAM");
+    optimizer_ = std::make_shared<optim::PerturbedOptimizer>(
+        std::make_shared<PythonBase>(std::move(params), std::move(base_step)), optim::make_method(spec),
+        optim::PerturbedOptimizerOptions().seed(seed).max_grad_norm(max_grad_norm).check_finite(false));
+  }
+
+  at::Tensor step(const py::object& closure) {
+    check(!closure.is_none(),
+          "flatmin.optim: step() needs a closure that computes the loss and calls backward(); the method "
+          "evaluates the gradient at " + std::to_string(optimizer_->evaluations()) + " point(s)");
+    return optimizer_->step([&] {
+      const py::object result = closure();
+      check(!result.is_none(), "flatmin.optim: the closure returned None: return the loss tensor");
+      check(THPVariable_Check(result.ptr()), "flatmin.optim: the closure returned " +
+                                                 py::str(py::type::of(result).attr("__name__")).cast<std::string>() +
+                                                 ", not the loss tensor");
+      const at::Tensor loss = THPVariable_Unpack(result.ptr());
+      check(loss.numel() == 1, "flatmin.optim: the closure's loss has shape " + shape_of(loss) +
+                                   ": it must be a scalar (reduce it, e.g. with .mean())");
+      bool any_gradient = false;
+      for (const auto& p : params_) any_gradient = any_gradient || p.grad().defined();
+      check(any_gradient, "flatmin.optim: no parameter has a gradient after the closure: it must call "
+                          "loss.backward()");
+      return loss.detach();
+    });
+  }
+
+  void track_buffers(std::vector<at::Tensor> buffers) { optimizer_->track_buffers(std::move(buffers)); }
+  void set_epoch(int64_t epoch, int64_t total) { optimizer_->set_epoch(epoch, total); }
+  int64_t evaluations() const { return optimizer_->evaluations(); }
+  int64_t steps() const { return optimizer_->steps_taken(); }
+  int64_t gradient_evaluations() const { return optimizer_->gradient_evaluations(); }
+  std::string describe() const { return optimizer_->method().describe(); }
+
+ private:
+  static std::string shape_of(const at::Tensor& t) {
+    std::ostringstream s;
+    s << t.sizes();
+    return s.str();
+  }
+
+  std::vector<at::Tensor> params_;
+  std::shared_ptr<optim::PerturbedOptimizer> optimizer_;
+};
+
+optim::MethodSpec method_spec(const std::string& name, const py::dict& o) {
+  optim::MethodSpec spec;
+  spec.name(name);
+  for (const auto& [key_handle, value] : o) {
+    const std::string key = py::str(key_handle);
+    if (key == "sigma") spec.sigma(value.cast<double>());
+    else if (key == "k") spec.k(value.cast<int64_t>());
+    else if (key == "no_negative") spec.two_point(!value.cast<bool>());
+    else if (key == "noise") spec.law(noise::parse_noise_law(value.cast<std::string>()));
+    else if (key == "rho") spec.rho(value.cast<double>());
+    else if (key == "eta") spec.asam_eta(value.cast<double>());
+    else if (key == "rsam_sigma") spec.rsam_sigma(value.cast<double>());
+    else if (key == "rsam_lambda") spec.rsam_lambda(value.cast<double>());
+    else if (key == "alpha") spec.crsam_alpha(value.cast<double>());
+    else if (key == "beta") spec.crsam_beta(value.cast<double>());
+    else throw Error("flatmin.optim: unknown option '" + key + "' for " + name);
+  }
+  return spec;
+}
+
+}  // namespace
+}  // namespace flatmin::python
+
+PYBIND11_MODULE(_flatmin, m) {
+  using namespace flatmin;
+  using flatmin::python::Engine;
+  m.doc() = "flatmin's C++ core (use the flatmin package)";
+  // One clear message, as a Python ValueError subclass: flatmin.Error.
+  static py::exception<Error> error(m, "Error", PyExc_ValueError);
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const Error& e) {
+      error(e.what());
+    }
+  });
+
+  py::class_<Engine>(m, "Engine")
+      .def(py::init([](std::vector<at::Tensor> params, const std::string& method, const py::dict& options,
+                       uint64_t seed, double max_grad_norm, py::function base_step) {
+             return std::make_unique<Engine>(std::move(params), python::method_spec(method, options), seed,
+                                             max_grad_norm, std::move(base_step));
+           }),
+           py::arg("params"), py::arg("method"), py::arg("options"), py::arg("seed"), py::arg("max_grad_norm"),
+           py::arg("base_step"))
+      .def("step", &Engine::step, py::arg("closure"))
+      .def("track_buffers", &Engine::track_buffers, py::arg("buffers"))
+      .def("set_epoch", &Engine::set_epoch, py::arg("epoch"), py::arg("total_epochs"))
+      .def_property_readonly("evaluations", &Engine::evaluations)
+      .def_property_readonly("steps", &Engine::steps)
+      .def_property_readonly("gradient_evaluations", &Engine::gradient_evaluations)
+      .def("describe", &Engine::describe);
+
+  // The noise of draw `draw` of step `step` for parameter `index` (in parameter order), as the methods draw
+  // it: for checking a step by hand.
+  m.def(
+      "noise",
+      [](const std::vector<int64_t>& shape, const std::string& law, double sigma, uint64_t seed, uint64_t step,
+         uint64_t draw, uint64_t index) {
+        at::Tensor out = at::empty(shape, at::kFloat);
+        noise::fill_noise_(out, noise::parse_noise_law(law), sigma, noise::noise_key(seed, step, draw, index));
+        return out;
+      },
+      py::arg("shape"), py::arg("law"), py::arg("sigma"), py::arg("seed"), py::arg("step"), py::arg("draw"),
+      py::arg("index"));
+  m.def("method_names", &optim::method_names);
+}

@@ -1,0 +1,206 @@
+"""flatmin.optim from Python: each method's step against its rule on analytic functions (the noise
+regenerated with flatmin.noise, as the methods draw it), the base optimizer and its scheduler shared, BatchNorm
+statistics moved once per step, and every bad input a one-line exception that leaves the model as it was."""
+import math
+
+import pytest
+import torch
+
+import flatmin
+from flatmin import optim
+
+TOL = dict(rtol=1e-5, atol=1e-6)
+
+
+def quartic(ws):
+    """f = Σ w⁴/4 + sin w over every tensor: not quadratic, so every point a method picks changes the step."""
+    return sum((w.pow(4) / 4 + w.sin()).sum() for w in ws)
+
+
+def quartic_grad(w):
+    return w.pow(3) + w.cos()
+
+
+def make_params(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(5, 3, generator=g).requires_grad_(), torch.randn(4, generator=g).requires_grad_()]
+
+
+def one_step(opt, params):
+    seen = []
+
+    def closure():
+        opt.zero_grad()
+        seen.append([p.detach().clone() for p in params])
+        loss = quartic(params)
+        loss.backward()
+        return loss
+
+    loss = opt.step(closure)
+    return loss, seen
+
+
+def global_norm(ts):
+    return math.sqrt(sum(float(t.pow(2).sum()) for t in ts))
+
+
+@pytest.mark.parametrize("k,no_negative", [(1, False), (2, False), (2, True)])
+def test_nso_step_is_the_average_gradient_over_its_noisy_points(k, no_negative):
+    params = make_params()
+    w0 = [p.detach().clone() for p in params]
+    lr, sigma, seed = 0.1, 0.2, 7
+    opt = optim.NSO(params, torch.optim.SGD, sigma=sigma, k=k, no_negative=no_negative, seed=seed, lr=lr)
+    _, seen = one_step(opt, params)
+    assert len(seen) == 2 * k
+    points = []
+    for j in range(k):
+        if no_negative:
+            draws = [2 * j, 2 * j + 1]
+            points += [[w + flatmin.noise(list(w.shape), "gaussian", sigma, seed, 0, d, i) for i, w in enumerate(w0)]
+                       for d in draws]
+        else:
+            u = [flatmin.noise(list(w.shape), "gaussian", sigma, seed, 0, j, i) for i, w in enumerate(w0)]
+            points += [[w + ui for w, ui in zip(w0, u)], [w - ui for w, ui in zip(w0, u)]]
+    for got, want in zip(seen, points):
+        for a, b in zip(got, want):
+            torch.testing.assert_close(a, b, **TOL)
+    for i, p in enumerate(params):
+        expected = w0[i] - lr / (2 * k) * sum(quartic_grad(pt[i]) for pt in points)
+        torch.testing.assert_close(p.detach(), expected, **TOL)
+
+
+def test_wpsgd_step_is_the_gradient_at_one_noisy_point_and_the_seed_decides_it():
+    params = make_params()
+    w0 = [p.detach().clone() for p in params]
+    opt = optim.WPSGD(params, torch.optim.SGD, sigma=0.1, noise="laplace", seed=3, lr=0.05)
+    one_step(opt, params)
+    for i, p in enumerate(params):
+        u = flatmin.noise(list(w0[i].shape), "laplace", 0.1, 3, 0, 0, i)
+        torch.testing.assert_close(p.detach(), w0[i] - 0.05 * quartic_grad(w0[i] + u), **TOL)
+    # The second step draws anew (its step counter is 1), and another seed draws another point.
+    other = make_params()
+    one_step(optim.WPSGD(other, torch.optim.SGD, sigma=0.1, noise="laplace", seed=4, lr=0.05), other)
+    assert not torch.equal(other[0], params[0])
+
+
+@pytest.mark.parametrize("name", ["SAM", "USAM", "ASAM", "CRSAM"])
+def test_sam_family_steps_follow_their_rules(name):
+    params = make_params()
+    w0 = [p.detach().clone() for p in params]
+    g0 = [quartic_grad(w) for w in w0]
+    lr, rho = 0.05, 0.1
+    if name == "SAM":
+        opt = optim.SAM(params, torch.optim.SGD, rho=rho, lr=lr)
+        scale = rho / (global_norm(g0) + 1e-12)
+        expected = [w - lr * quartic_grad(w + scale * g) for w, g in zip(w0, g0)]
+    elif name == "USAM":
+        opt = optim.USAM(params, torch.optim.SGD, rho=rho, lr=lr)
+        expected = [w - lr * quartic_grad(w + rho * g) for w, g in zip(w0, g0)]
+    elif name == "ASAM":
+        eta = 0.01
+        opt = optim.ASAM(params, torch.optim.SGD, rho=rho, eta=eta, lr=lr)
+        t = [w.abs() + eta for w in w0]
+        scale = rho / (global_norm([ti * g for ti, g in zip(t, g0)]) + 1e-12)
+        expected = [w - lr * quartic_grad(w + scale * ti * ti * g) for w, ti, g in zip(w0, t, g0)]
+    else:
+        alpha, beta = 0.1, 0.01
+        opt = optim.CRSAM(params, torch.optim.SGD, rho=rho, alpha=alpha, beta=beta, lr=lr)
+        scale = rho / (global_norm(g0) + 1e-12)
+        expected = []
+        for w, g in zip(w0, g0):
+            gw, gb = quartic_grad(w + scale * g), quartic_grad(w - scale * g)
+            expected.append(w - lr * ((1 + alpha + beta) * gw + (alpha - beta) * gb - 2 * alpha * g))
+    _, seen = one_step(opt, params)
+    assert len(seen) == opt.evaluations
+    for p, e in zip(params, expected):
+        torch.testing.assert_close(p.detach(), e, **TOL)
+
+
+def test_the_scheduler_and_the_base_optimizer_share_one_set_of_groups():
+    params = make_params()
+    opt = optim.NSO(params, torch.optim.SGD, sigma=0.0, lr=0.2, momentum=0.0)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+    one_step(opt, params)
+    sched.step()
+    assert opt.param_groups is opt.base_optimizer.param_groups
+    assert opt.base_optimizer.param_groups[0]["lr"] == pytest.approx(0.1)
+    # With σ = 0 NSO is plain gradient descent: the second step uses the scheduled rate.
+    w1 = [p.detach().clone() for p in params]
+    one_step(opt, params)
+    for p, w in zip(params, w1):
+        torch.testing.assert_close(p.detach(), w - 0.1 * quartic_grad(w), **TOL)
+
+
+def test_momentum_lives_in_the_base_optimizers_state():
+    params = make_params()
+    opt = optim.SAM(params, torch.optim.SGD, rho=0.05, lr=0.1, momentum=0.9)
+    one_step(opt, params)
+    assert "momentum_buffer" in opt.state[params[0]]
+    assert "momentum_buffer" in opt.state_dict()["state"][0]
+
+
+def test_batchnorm_statistics_move_once_per_step_when_tracked():
+    torch.manual_seed(0)
+    x = torch.randn(32, 3) * 2 + 1
+    for tracked in (True, False):
+        model = torch.nn.Sequential(torch.nn.BatchNorm1d(3), torch.nn.Linear(3, 2))
+        model.train()
+        opt = optim.NSO(model.parameters(), torch.optim.SGD, sigma=0.01, k=2, lr=0.1,
+                        model=model if tracked else None)
+
+        def closure():
+            opt.zero_grad()
+            loss = model(x).pow(2).mean()
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        bn = model[0]
+        # The input's batch mean is the same in every pass (the BatchNorm comes first): once per step it
+        # moves the running mean 0.1 of the way; four passes untracked move it four times.
+        passes = 1 if tracked else 4
+        torch.testing.assert_close(bn.running_mean, (1 - 0.9 ** passes) * x.mean(0), **TOL)
+        assert int(bn.num_batches_tracked) == passes
+
+
+def test_bad_inputs_are_one_line_errors_that_leave_the_model_as_it_was():
+    params = make_params()
+    w0 = [p.detach().clone() for p in params]
+    opt = optim.NSO(params, torch.optim.SGD, sigma=0.1, lr=0.1)
+
+    def check(closure, message, error=flatmin.Error):
+        with pytest.raises(error, match=message):
+            opt.step(closure)
+        for p, w in zip(params, w0):
+            assert torch.equal(p.detach(), w)
+
+    check(lambda: None, "returned None")
+    check(lambda: 3.0, "returned float, not the loss tensor")
+    check(lambda: quartic(params), "must call loss.backward")
+
+    def vector_loss():
+        loss = torch.stack([(w.pow(2)).sum() for w in params])
+        loss.sum().backward()
+        return loss
+
+    check(vector_loss, r"shape \[2\]: it must be a scalar")
+
+    def raises():
+        raise RuntimeError("my data loader broke")
+
+    check(raises, "my data loader broke", RuntimeError)
+    with pytest.raises(flatmin.Error, match="needs a closure"):
+        opt.step()
+    assert issubclass(flatmin.Error, ValueError)
+    with pytest.raises(TypeError, match="torch.optim.Optimizer class"):
+        optim.SAM(params, torch.optim.SGD(params, lr=0.1), rho=0.05)
+    with pytest.raises(flatmin.Error, match="unknown noise law"):
+        optim.NSO(params, torch.optim.SGD, noise="cauchy", lr=0.1)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'bogus'"):
+        optim.SAM(params, torch.optim.SGD, rho=0.05, lr=0.1, bogus=1)
+    # After all that, a step works and matches a fresh optimizer's first step.
+    fresh = [w.clone().requires_grad_() for w in w0]
+    one_step(opt, params)
+    one_step(optim.NSO(fresh, torch.optim.SGD, sigma=0.1, lr=0.1), fresh)
+    for p, q in zip(params, fresh):
+        assert torch.equal(p.detach(), q.detach())
