@@ -51,6 +51,29 @@ class _Method(torch.optim.Optimizer):
                                  f"gradient at {self._engine.evaluations} point(s)")
         return self._engine.step(torch.enable_grad()(closure))
 
+    def state_dict(self):
+        """The base optimizer's state_dict, plus under "flatmin" the method's: its step count (so a resumed run
+        draws the noise an uninterrupted one would) and any state of its own."""
+        state = self.base_optimizer.state_dict()
+        state["flatmin"] = {"method": self._name, "engine": self._engine.state()}
+        return state
+
+    def load_state_dict(self, state_dict):
+        state = dict(state_dict)
+        own = state.pop("flatmin", None)
+        if not isinstance(own, dict) or "engine" not in own:
+            raise _flatmin.Error(f"flatmin.optim.{type(self).__name__}.load_state_dict: not a flatmin optimizer's "
+                                 "state_dict (no 'flatmin' entry): a plain torch.optim state_dict lacks the "
+                                 "method's step count")
+        if own.get("method") != self._name:
+            raise _flatmin.Error(f"flatmin.optim.{type(self).__name__}.load_state_dict: the state_dict is "
+                                 f"{own.get('method')!r}'s, not {self._name!r}'s")
+        self._engine.load_state(own["engine"])
+        self.base_optimizer.load_state_dict(state)
+        # The base's load builds new groups and state: share them again.
+        self.param_groups = self.base_optimizer.param_groups
+        self.state = self.base_optimizer.state
+
     def set_epoch(self, epoch, total_epochs):
         """Tells the method a new epoch starts (for σ schedules)."""
         self._engine.set_epoch(int(epoch), int(total_epochs))

@@ -90,6 +90,26 @@ class Engine {
   int64_t gradient_evaluations() const { return optimizer_->gradient_evaluations(); }
   std::string describe() const { return optimizer_->method().describe(); }
 
+  // The method's state (step count, hence the noise stream; the method's own estimates) as bytes, for the
+  // Python state_dict; the base optimizer's state is Python's.
+  py::bytes state() const {
+    torch::serialize::OutputArchive archive;
+    optimizer_->save(archive);
+    std::ostringstream out;
+    archive.save_to(out);
+    return py::bytes(out.str());
+  }
+  void load_state(const std::string& bytes) {
+    torch::serialize::InputArchive archive;
+    try {
+      std::istringstream in(bytes);
+      archive.load_from(in);
+    } catch (const c10::Error&) {
+      throw Error("flatmin.optim: load_state_dict: the 'flatmin' entry is not a flatmin optimizer's state");
+    }
+    optimizer_->load(archive);
+  }
+
  private:
   static std::string shape_of(const at::Tensor& t) {
     std::ostringstream s;
@@ -152,7 +172,9 @@ PYBIND11_MODULE(_flatmin, m) {
       .def_property_readonly("evaluations", &Engine::evaluations)
       .def_property_readonly("steps", &Engine::steps)
       .def_property_readonly("gradient_evaluations", &Engine::gradient_evaluations)
-      .def("describe", &Engine::describe);
+      .def("describe", &Engine::describe)
+      .def("state", &Engine::state)
+      .def("load_state", &Engine::load_state, py::arg("state"));
 
   // The noise of draw `draw` of step `step` for parameter `index` (in parameter order), as the methods draw
   // it: for checking a step by hand.

@@ -204,3 +204,88 @@ def test_bad_inputs_are_one_line_errors_that_leave_the_model_as_it_was():
     one_step(optim.NSO(fresh, torch.optim.SGD, sigma=0.1, lr=0.1), fresh)
     for p, q in zip(params, fresh):
         assert torch.equal(p.detach(), q.detach())
+
+
+def run_steps(opt, sched, params, steps, start=0):
+    for s in range(start, start + steps):
+        target = torch.full((1,), 0.1 * s)
+
+        def closure():
+            opt.zero_grad()
+            loss = quartic(params) + (params[1].sum() - target).pow(2).sum()
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        sched.step()
+
+
+@pytest.mark.parametrize("name", ["NSO", "SAM", "RSAM", "WPSGD"])
+def test_a_resumed_run_is_bitwise_the_uninterrupted_one(name, tmp_path):
+    def build(params):
+        kwargs = dict(lr=0.02, momentum=0.9, seed=11)
+        opt = {"NSO": lambda: optim.NSO(params, torch.optim.SGD, sigma=0.05, k=2, **kwargs),
+               "SAM": lambda: optim.SAM(params, torch.optim.SGD, rho=0.05, **kwargs),
+               "RSAM": lambda: optim.RSAM(params, torch.optim.SGD, rho=0.05, **kwargs),
+               "WPSGD": lambda: optim.WPSGD(params, torch.optim.SGD, sigma=0.05, **kwargs)}[name]()
+        return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=6)
+
+    straight = make_params()
+    opt, sched = build(straight)
+    run_steps(opt, sched, straight, 6)
+
+    first = make_params()
+    opt, sched = build(first)
+    run_steps(opt, sched, first, 3)
+    torch.save({"params": [p.detach() for p in first], "opt": opt.state_dict(), "sched": sched.state_dict()},
+               tmp_path / "ckpt.pt")
+    saved = torch.load(tmp_path / "ckpt.pt")
+    resumed = [w.clone().requires_grad_() for w in saved["params"]]
+    opt, sched = build(resumed)
+    opt.load_state_dict(saved["opt"])
+    sched.load_state_dict(saved["sched"])
+    run_steps(opt, sched, resumed, 3, start=3)
+    for a, b in zip(resumed, straight):
+        assert torch.equal(a.detach(), b.detach())
+    # A foreign state_dict is refused with the reason.
+    with pytest.raises(flatmin.Error, match="'sgd'|not a flatmin optimizer's state_dict"):
+        opt.load_state_dict(torch.optim.SGD(resumed, lr=0.1).state_dict())
+    other = optim.USAM(resumed, torch.optim.SGD, lr=0.1) if name != "USAM" else None
+    with pytest.raises(flatmin.Error, match="state_dict is 'usam'"):
+        opt.load_state_dict(other.state_dict())
+
+
+@pytest.mark.parametrize("name", ["NSO", "SAM"])
+def test_a_closure_accumulating_two_micro_batches_takes_the_whole_batchs_step(name):
+    torch.manual_seed(0)
+    x, y = torch.randn(32, 6), torch.randint(0, 3, (32,))
+
+    def build():
+        torch.manual_seed(1)
+        model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
+        cls = optim.NSO if name == "NSO" else optim.SAM
+        extra = dict(sigma=0.05, k=2) if name == "NSO" else dict(rho=0.05)
+        return model, cls(model.parameters(), torch.optim.SGD, lr=0.1, momentum=0.9, seed=2, **extra)
+
+    whole, opt_whole = build()
+    parts, opt_parts = build()
+    for _ in range(3):
+        def closure_whole():
+            opt_whole.zero_grad()
+            loss = torch.nn.functional.cross_entropy(whole(x), y)
+            loss.backward()
+            return loss
+
+        def closure_parts():
+            opt_parts.zero_grad()
+            total = 0
+            for xs, ys in ((x[:16], y[:16]), (x[16:], y[16:])):
+                loss = torch.nn.functional.cross_entropy(parts(xs), ys) / 2
+                loss.backward()
+                total = total + loss.detach()
+            return total
+
+        opt_whole.step(closure_whole)
+        opt_parts.step(closure_parts)
+    for a, b in zip(whole.parameters(), parts.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
