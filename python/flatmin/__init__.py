@@ -10,6 +10,6 @@ See docs/PYTHON.md.
 import torch  # noqa: F401  (loads LibTorch the way Python's torch does, before the extension needs it)
 
 from ._flatmin import Error, method_names, noise
-from . import optim
+from . import geometry, optim
 
-__all__ = ["Error", "optim", "noise", "method_names"]
+__all__ = ["Error", "optim", "geometry", "noise", "method_names"]

@@ -15,6 +15,8 @@
 #include <torch/serialize.h>
 
 #include "flatmin/core/error.h"
+#include "flatmin/geometry/objective.h"
+#include "flatmin/geometry/spectrum.h"
 #include "flatmin/noise/noise.h"
 #include "flatmin/optim/methods.h"
 #include "flatmin/optim/perturbed_optimizer.h"
@@ -121,6 +123,41 @@ class Engine {
   std::shared_ptr<optim::PerturbedOptimizer> optimizer_;
 };
 
+// The objective Σ_b weights[b]·loss(b) of a Python loss: `batch_loss(b)` returns batch b's scalar loss.
+geometry::Objective python_objective(const std::vector<std::pair<std::string, at::Tensor>>& parameters,
+                                     py::function batch_loss, std::vector<double> weights) {
+  std::vector<geometry::NamedParameter> named;
+  for (const auto& [name, tensor] : parameters) named.push_back({name, tensor});
+  // The measurement runs without the GIL (LibTorch's autograd engine refuses it); each call back into Python
+  // takes it, and the function is released under it, whichever copy of the objective goes last.
+  const std::shared_ptr<py::function> fn(new py::function(std::move(batch_loss)), [](py::function* f) {
+    py::gil_scoped_acquire gil;
+    delete f;
+  });
+  auto loss = [fn](int64_t b) {
+    py::gil_scoped_acquire gil;
+    const py::object result = (*fn)(b);
+    check(THPVariable_Check(result.ptr()), "flatmin.geometry: loss_fn returned " +
+                                               py::str(py::type::of(result).attr("__name__")).cast<std::string>() +
+                                               ", not a loss tensor");
+    const at::Tensor t = THPVariable_Unpack(result.ptr());
+    check(t.numel() == 1, "flatmin.geometry: loss_fn's loss has " + std::to_string(t.numel()) +
+                              " elements: it must be a scalar (reduce it, e.g. with .mean())");
+    return t.reshape({});
+  };
+  return geometry::Objective(std::move(named), std::move(loss), std::move(weights));
+}
+
+py::dict trace_dict(const geometry::TraceResult& r) {
+  py::dict layers;
+  for (const auto& l : r.layers)
+    layers[py::str(l.name)] = py::dict(py::arg("trace") = l.trace, py::arg("stderr") = l.std_error,
+                                       py::arg("numel") = l.numel);
+  return py::dict(py::arg("value") = r.trace, py::arg("stderr") = r.std_error, py::arg("probe_std") = r.probe_std,
+                  py::arg("probes") = r.probes, py::arg("hvps") = r.hvps, py::arg("converged") = r.converged,
+                  py::arg("per_layer") = layers, py::arg("seconds") = r.seconds);
+}
+
 optim::MethodSpec method_spec(const std::string& name, const py::dict& o) {
   optim::MethodSpec spec;
   spec.name(name);
@@ -189,4 +226,50 @@ PYBIND11_MODULE(_flatmin, m) {
       py::arg("shape"), py::arg("law"), py::arg("sigma"), py::arg("seed"), py::arg("step"), py::arg("draw"),
       py::arg("index"));
   m.def("method_names", &optim::method_names);
+
+  // Measurements of a Python loss (flatmin/geometry.py prepares the parameters, batches and mode).
+  m.def(
+      "hessian_trace",
+      [](const std::vector<std::pair<std::string, at::Tensor>>& parameters, py::function batch_loss,
+         std::vector<double> weights, double tol, int64_t max_probes, int64_t min_probes, const std::string& stop_rule,
+         uint64_t seed) {
+        check(stop_rule == "se" || stop_rule == "pyhessian", "flatmin.geometry: stop_rule '" + stop_rule +
+                                                                 "': 'se' (the standard error) or 'pyhessian'");
+        const geometry::Objective objective = python::python_objective(parameters, std::move(batch_loss), std::move(weights));
+        geometry::TraceResult result;
+        {
+          py::gil_scoped_release no_gil;
+          result = geometry::hutchinson_trace(
+              objective, geometry::TraceOptions()
+                             .rel_tol(tol)
+                             .max_probes(max_probes)
+                             .min_probes(std::min(min_probes, max_probes))
+                             .stop_rule(stop_rule == "pyhessian" ? geometry::TraceStopRule::kPyHessianChange
+                                                                 : geometry::TraceStopRule::kStandardError)
+                             .seed(seed));
+        }
+        return python::trace_dict(result);
+      },
+      py::arg("parameters"), py::arg("batch_loss"), py::arg("weights"), py::arg("tol"), py::arg("max_probes"),
+      py::arg("min_probes"), py::arg("stop_rule"), py::arg("seed"));
+  m.def(
+      "top_eigenvalues",
+      [](const std::vector<std::pair<std::string, at::Tensor>>& parameters, py::function batch_loss,
+         std::vector<double> weights, int64_t k, double tol, int64_t max_iterations, uint64_t seed) {
+        const geometry::Objective objective = python::python_objective(parameters, std::move(batch_loss), std::move(weights));
+        geometry::EigenResult r;
+        {
+          py::gil_scoped_release no_gil;
+          r = geometry::top_eigenvalues(objective, geometry::EigenOptions()
+                                                       .k(std::min<int64_t>(k, objective.dim()))
+                                                       .tol(tol)
+                                                       .max_iterations(max_iterations)
+                                                       .seed(seed));
+        }
+        return py::dict(py::arg("values") = r.values, py::arg("residuals") = r.residuals,
+                        py::arg("converged") = r.converged, py::arg("iterations") = r.iterations,
+                        py::arg("hvps") = r.hvps, py::arg("seconds") = r.seconds);
+      },
+      py::arg("parameters"), py::arg("batch_loss"), py::arg("weights"), py::arg("k"), py::arg("tol"),
+      py::arg("max_iterations"), py::arg("seed"));
 }

@@ -1,0 +1,122 @@
+"""Flatness of any PyTorch model: the Hessian trace (Hutchinson) and top eigenvalues (Lanczos) of a loss you
+define, computed by flatmin's C++ measurements through Hessian-vector products on your model's parameters.
+
+    t = flatmin.geometry.hessian_trace(model, lambda m, b: F.cross_entropy(m(b[0]), b[1]), batches, tol=0.01)
+    print(t.value, t.stderr, t.probes, t.per_layer)
+
+``loss_fn(model, batch)`` returns a scalar loss; ``batches`` is an iterable of batches (a DataLoader, a list)
+or one batch (a tuple of tensors), read once and reused by every product. The objective is the mean of the
+batch losses weighted by batch size (the length of a batch's first tensor). The model is measured in eval
+mode (``mode="train"``: BatchNorm with batch statistics); its modes and buffers are left as they were found.
+"""
+import contextlib
+import fnmatch
+
+import torch
+
+from . import _flatmin
+
+__all__ = ["hessian_trace", "top_eigenvalues", "TraceResult", "EigenResult"]
+
+
+class TraceResult:
+    """Hutchinson's estimate of Tr ∇²L: ``value`` ± ``stderr`` (std of the probes / √probes) after ``probes``
+    Rademacher probes (``hvps`` Hessian-vector products); ``per_layer``: {name: (trace, stderr)} from the same
+    probes, summing to ``value``; ``converged``: the stopping rule was met before ``max_probes``."""
+
+    def __init__(self, d):
+        self.value, self.stderr, self.probes = d["value"], d["stderr"], d["probes"]
+        self.hvps, self.converged, self.probe_std, self.seconds = d["hvps"], d["converged"], d["probe_std"], d["seconds"]
+        self.per_layer = {name: (v["trace"], v["stderr"]) for name, v in d["per_layer"].items()}
+
+    def __repr__(self):
+        return (f"TraceResult(value={self.value:.6g}, stderr={self.stderr:.3g}, probes={self.probes}, "
+                f"converged={self.converged})")
+
+
+class EigenResult:
+    """The top ``k`` eigenvalues of ∇²L (largest first) by Lanczos, with each one's residual ‖Hv − λv‖."""
+
+    def __init__(self, d):
+        self.values, self.residuals = list(d["values"]), list(d["residuals"])
+        self.converged, self.iterations, self.hvps, self.seconds = d["converged"], d["iterations"], d["hvps"], d["seconds"]
+
+    def __repr__(self):
+        return f"EigenResult(values={[float(f'{v:.6g}') for v in self.values]}, converged={self.converged})"
+
+
+def _batches(batches):
+    if isinstance(batches, tuple) and batches and all(isinstance(t, torch.Tensor) for t in batches):
+        return [batches]  # one batch
+    if isinstance(batches, torch.Tensor):
+        return [batches]
+    out = list(batches)
+    if not out:
+        raise _flatmin.Error("flatmin.geometry: no batches")
+    return out
+
+
+def _size(batch):
+    first = batch[0] if isinstance(batch, (tuple, list)) and batch else batch
+    return len(first) if isinstance(first, torch.Tensor) and first.dim() > 0 else 1
+
+
+def _parameters(model, parameters):
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if parameters is None:
+        chosen = named
+    else:
+        patterns = [parameters] if isinstance(parameters, str) else list(parameters)
+        ids = {id(t) for t in patterns if isinstance(t, torch.Tensor)}
+        globs = [g for g in patterns if isinstance(g, str)]
+        chosen = [(n, p) for n, p in named if id(p) in ids or any(fnmatch.fnmatchcase(n, g) for g in globs)]
+    if not chosen:
+        raise _flatmin.Error("flatmin.geometry: no trainable parameter selected"
+                             + ("" if parameters is None else f" by {parameters!r}"))
+    return chosen
+
+
+@contextlib.contextmanager
+def _measuring(model, mode):
+    if mode not in ("eval", "train"):
+        raise _flatmin.Error(f"flatmin.geometry: mode {mode!r}: 'eval' or 'train'")
+    modes = [(m, m.training) for m in model.modules()]
+    buffers = [(b, b.detach().clone()) for b in model.buffers()]
+    model.train(mode == "train")
+    try:
+        yield
+    finally:
+        for m, training in modes:
+            m.training = training
+        with torch.no_grad():
+            for b, saved in buffers:
+                b.copy_(saved)
+
+
+def _objective(model, loss_fn, batches, parameters):
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"flatmin.geometry: model must be a torch.nn.Module, got {type(model).__name__}")
+    batches = _batches(batches)
+    sizes = [_size(b) for b in batches]
+    total = float(sum(sizes))
+    return (_parameters(model, parameters), lambda b: loss_fn(model, batches[b]), [s / total for s in sizes])
+
+
+def hessian_trace(model, loss_fn, batches, *, tol=0.01, max_probes=1000, min_probes=10, stop_rule="se", seed=0,
+                  mode="eval", parameters=None):
+    """Tr ∇²L by Hutchinson's estimator, stopped when its standard error is ``tol`` of the estimate (``se``), or
+    by PyHessian's rule (``pyhessian``: the mean changed by less than ``tol``); ``parameters``: names, globs
+    ("layer1.*") or tensors (default: every trainable parameter)."""
+    params, loss, weights = _objective(model, loss_fn, batches, parameters)
+    with _measuring(model, mode):
+        return TraceResult(_flatmin.hessian_trace(params, loss, weights, float(tol), int(max_probes), int(min_probes),
+                                                  stop_rule, int(seed)))
+
+
+def top_eigenvalues(model, loss_fn, batches, k=1, *, tol=1e-3, max_iterations=100, seed=0, mode="eval",
+                    parameters=None):
+    """The ``k`` largest eigenvalues of ∇²L, converged when each Ritz pair's residual ‖Hv − λv‖ ≤ tol·|λ|."""
+    params, loss, weights = _objective(model, loss_fn, batches, parameters)
+    with _measuring(model, mode):
+        return EigenResult(_flatmin.top_eigenvalues(params, loss, weights, int(k), float(tol), int(max_iterations),
+                                                    int(seed)))

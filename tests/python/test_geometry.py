@@ -1,0 +1,105 @@
+"""flatmin.geometry on any PyTorch model: the Hutchinson trace and Lanczos eigenvalues against the exact
+Hessian from torch.autograd.functional.hessian, batches weighted by their size, parameter selection, and the
+model's modes and buffers left as found."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+import flatmin
+from flatmin import geometry
+
+
+def tiny_problem():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 5), torch.nn.Tanh(), torch.nn.Linear(5, 3)).double()
+    x, y = torch.randn(30, 4, dtype=torch.float64), torch.randint(0, 3, (30,))
+    return model, x, y
+
+
+def loss_fn(m, batch):
+    return F.cross_entropy(m(batch[0]), batch[1])
+
+
+def exact_hessian(model, x, y):
+    names = [n for n, _ in model.named_parameters()]
+    shapes = [p.shape for p in model.parameters()]
+    flat0 = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+
+    def f(flat):
+        params, i = {}, 0
+        for n, s in zip(names, shapes):
+            params[n] = flat[i:i + s.numel()].view(s)
+            i += s.numel()
+        return F.cross_entropy(torch.nn.utils.stateless.functional_call(model, params, (x,)), y)
+
+    return torch.autograd.functional.hessian(f, flat0)
+
+
+def test_trace_and_eigenvalues_match_the_exact_hessian():
+    model, x, y = tiny_problem()
+    h = exact_hessian(model, x, y)
+    t = geometry.hessian_trace(model, loss_fn, (x, y), tol=0.01, max_probes=20000, seed=1)
+    exact = float(torch.trace(h))
+    assert abs(t.value - exact) <= 2 * t.stderr, (t, exact)
+    assert t.converged and t.hvps == t.probes
+    assert sum(v for v, _ in t.per_layer.values()) == pytest.approx(t.value, rel=1e-12)
+    e = geometry.top_eigenvalues(model, loss_fn, (x, y), k=3, tol=1e-8)
+    want = torch.linalg.eigvalsh(h).flip(0)[:3]
+    for got, w in zip(e.values, want.tolist()):
+        assert got == pytest.approx(w, rel=1e-4)
+
+
+def test_batches_are_weighted_by_their_size():
+    model, x, y = tiny_problem()
+    whole = geometry.hessian_trace(model, loss_fn, (x, y), tol=0.05, seed=3)
+    split = geometry.hessian_trace(model, loss_fn, [(x[:7], y[:7]), (x[7:], y[7:])], tol=0.05, seed=3)
+    # The same function and the same probes: the same estimate up to summation order.
+    assert split.value == pytest.approx(whole.value, rel=1e-10)
+    assert split.probes == whole.probes
+
+
+def test_a_parameter_selection_measures_its_diagonal_block():
+    model, x, y = tiny_problem()
+    h = exact_hessian(model, x, y)
+    t = geometry.hessian_trace(model, loss_fn, (x, y), tol=0.01, max_probes=20000, seed=2, parameters="2.*")
+    first_layer = sum(p.numel() for p in model[0].parameters())
+    block = float(torch.diagonal(h)[first_layer:].sum())
+    assert set(t.per_layer) == {"2.weight", "2.bias"}
+    assert abs(t.value - block) <= 2 * t.stderr
+    with pytest.raises(flatmin.Error, match="no trainable parameter selected"):
+        geometry.hessian_trace(model, loss_fn, (x, y), parameters="nothing.*")
+
+
+def test_modes_and_buffers_are_left_as_found():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.BatchNorm1d(6), torch.nn.ReLU(), torch.nn.Linear(6, 2))
+    model.train()
+    model[1].eval()  # a mixed state, as a user might leave it
+    x, y = torch.randn(16, 4), torch.randint(0, 2, (16,))
+    before = [b.clone() for b in model.buffers()]
+    for mode in ("eval", "train"):
+        geometry.hessian_trace(model, loss_fn, (x, y), tol=0.2, max_probes=20, mode=mode)
+        geometry.top_eigenvalues(model, loss_fn, (x, y), k=1, max_iterations=10, mode=mode)
+    assert model.training and not model[1].training and model[0].training
+    for a, b in zip(before, model.buffers()):
+        assert torch.equal(a, b)
+    # Train mode measures another function (batch statistics): another trace.
+    ev = geometry.hessian_trace(model, loss_fn, (x, y), tol=0.02, max_probes=2000, seed=0)
+    tr = geometry.hessian_trace(model, loss_fn, (x, y), tol=0.02, max_probes=2000, seed=0, mode="train")
+    assert ev.value != tr.value
+
+
+def test_bad_losses_and_inputs_are_one_line_errors():
+    model, x, y = tiny_problem()
+    with pytest.raises(flatmin.Error, match="must be a scalar"):
+        geometry.hessian_trace(model, lambda m, b: F.cross_entropy(m(b[0]), b[1], reduction="none"), (x, y))
+    with pytest.raises(flatmin.Error, match="returned float, not a loss tensor"):
+        geometry.hessian_trace(model, lambda m, b: 1.0, (x, y))
+    with pytest.raises(flatmin.Error, match="mode 'test'"):
+        geometry.hessian_trace(model, loss_fn, (x, y), mode="test")
+    with pytest.raises(flatmin.Error, match="no batches"):
+        geometry.hessian_trace(model, loss_fn, [])
+    with pytest.raises(TypeError, match="torch.nn.Module"):
+        geometry.hessian_trace(lambda v: v, loss_fn, (x, y))
+    with pytest.raises(ZeroDivisionError):  # the loss function's own exception, as it was
+        geometry.hessian_trace(model, lambda m, b: 1 / 0, (x, y))
