@@ -15,7 +15,22 @@ import torch
 
 from . import _flatmin
 
-__all__ = ["WPSGD", "NSO", "SAM", "USAM", "ASAM", "RSAM", "CRSAM"]
+__all__ = ["WPSGD", "NSO", "SAM", "USAM", "ASAM", "RSAM", "CRSAM", "BSAM"]
+
+
+def _load_own_state(opt, state_dict):
+    """Loads the "flatmin" entry of `state_dict` into `opt`'s engine; returns the rest (the torch.optim part)."""
+    state = dict(state_dict)
+    own = state.pop("flatmin", None)
+    if not isinstance(own, dict) or "engine" not in own:
+        raise _flatmin.Error(f"flatmin.optim.{type(opt).__name__}.load_state_dict: not a flatmin optimizer's "
+                             "state_dict (no 'flatmin' entry): a plain torch.optim state_dict lacks the method's "
+                             "step count")
+    if own.get("method") != opt._name:
+        raise _flatmin.Error(f"flatmin.optim.{type(opt).__name__}.load_state_dict: the state_dict is "
+                             f"{own.get('method')!r}'s, not {opt._name!r}'s")
+    opt._engine.load_state(own["engine"])
+    return state
 
 
 class _Method(torch.optim.Optimizer):
@@ -59,16 +74,7 @@ class _Method(torch.optim.Optimizer):
         return state
 
     def load_state_dict(self, state_dict):
-        state = dict(state_dict)
-        own = state.pop("flatmin", None)
-        if not isinstance(own, dict) or "engine" not in own:
-            raise _flatmin.Error(f"flatmin.optim.{type(self).__name__}.load_state_dict: not a flatmin optimizer's "
-                                 "state_dict (no 'flatmin' entry): a plain torch.optim state_dict lacks the "
-                                 "method's step count")
-        if own.get("method") != self._name:
-            raise _flatmin.Error(f"flatmin.optim.{type(self).__name__}.load_state_dict: the state_dict is "
-                                 f"{own.get('method')!r}'s, not {self._name!r}'s")
-        self._engine.load_state(own["engine"])
+        state = _load_own_state(self, state_dict)
         self.base_optimizer.load_state_dict(state)
         # The base's load builds new groups and state: share them again.
         self.param_groups = self.base_optimizer.param_groups
@@ -84,7 +90,8 @@ class _Method(torch.optim.Optimizer):
         return self._engine.evaluations
 
     def __repr__(self):
-        return f"{type(self).__name__}({self._engine.describe()}, base={self.base_optimizer!r})"
+        base = getattr(self, "base_optimizer", None)
+        return f"{type(self).__name__}({self._engine.describe()}" + (f", base={base!r})" if base is not None else ")")
 
 
 class WPSGD(_Method):
@@ -146,3 +153,49 @@ class CRSAM(_Method):
 
     def __init__(self, params, base_optimizer, rho=0.1, alpha=0.1, beta=0.01, **kwargs):
         super().__init__(params, base_optimizer, {"rho": rho, "alpha": alpha, "beta": beta}, **kwargs)
+
+
+class BSAM(torch.optim.Optimizer):
+    """Bayesian SAM (Möllenhoff & Khan): SAM's ascent on a variational posterior, with its own update rule
+    (momentum β1, a per-weight precision estimate with β2, the prior precision as weight decay), so no base
+    optimizer. ``lr`` is its α; ``train_size`` is N, the number of training examples, which sets its noise
+    (std 1/√(N·s)); ``noise_std`` sets the initial noise directly instead (s₀ = 1/(N·noise_std²));
+    ``prior_mean="init"`` centres the prior on the initial (pretrained) weights; ``bn_statistics="ascent"``
+    takes BatchNorm's statistics from the pass at the mean weights only. Two evaluations per step. A
+    scheduler acts on ``lr`` as on any optimizer.
+    """
+
+    def __init__(self, params, lr=0.5, *, train_size, rho=0.01, prior_precision=25.0, damping=0.1,
+                 init_precision=1.0, beta1=0.9, beta2=0.999, noise_std=0.0, prior_mean="zero", bn_statistics="both",
+                 seed=0, max_grad_norm=0.0, model=None):
+        super().__init__(params, dict(lr=lr))
+        if len(self.param_groups) != 1:
+            raise _flatmin.Error("flatmin.optim.BSAM: one parameter group (its options are global)")
+        tensors = [p for p in self.param_groups[0]["params"] if p.requires_grad]
+        options = dict(train_size=train_size, rho=rho, prior_precision=prior_precision, damping=damping,
+                       init_precision=init_precision, beta1=beta1, beta2=beta2, noise_std=noise_std,
+                       prior_mean=prior_mean, bn_statistics=bn_statistics)
+        self._engine = _flatmin.Engine(tensors, options, int(seed), float(max_grad_norm), float(lr))
+        if model is not None:
+            self.track_buffers(model)
+
+    track_buffers = _Method.track_buffers
+    set_epoch = _Method.set_epoch
+    evaluations = _Method.evaluations
+    __repr__ = _Method.__repr__
+    _name = "bsam"
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        if closure is None:
+            raise _flatmin.Error("flatmin.optim.BSAM.step needs a closure: it evaluates the gradient at 2 points")
+        self._engine.set_lr(float(self.param_groups[0]["lr"]))
+        return self._engine.step(torch.enable_grad()(closure))
+
+    def state_dict(self):
+        state = super().state_dict()
+        state["flatmin"] = {"method": self._name, "engine": self._engine.state()}
+        return state
+
+    def load_state_dict(self, state_dict):
+        super().load_state_dict(_load_own_state(self, state_dict))

@@ -18,6 +18,7 @@
 #include "flatmin/geometry/objective.h"
 #include "flatmin/geometry/spectrum.h"
 #include "flatmin/noise/noise.h"
+#include "flatmin/optim/base_optimizer.h"
 #include "flatmin/optim/methods.h"
 #include "flatmin/optim/perturbed_optimizer.h"
 
@@ -62,6 +63,21 @@ class Engine {
     optimizer_ = std::make_shared<optim::PerturbedOptimizer>(
         std::make_shared<PythonBase>(std::move(params), std::move(base_step)), optim::make_method(spec),
         optim::PerturbedOptimizerOptions().seed(seed).max_grad_norm(max_grad_norm).check_finite(false));
+  }
+
+  // bSAM: its own update rule (BsamUpdate) as the base, at learning rate α = `lr` (set_lr before a step).
+  Engine(std::vector<at::Tensor> params, const optim::MethodSpec& spec, uint64_t seed, double max_grad_norm, double lr)
+      : params_(params) {
+    check(!params.empty(), "flatmin.optim: no parameters to optimise");
+    const auto base = optim::BaseOptimizerOptions().name("sgd").lr(lr).momentum(0).weight_decay(0);
+    optim::check_base_for_method(spec, base);
+    optimizer_ = optim::make_perturbed_optimizer(
+        std::move(params), spec, base,
+        optim::PerturbedOptimizerOptions().seed(seed).max_grad_norm(max_grad_norm).check_finite(false));
+  }
+
+  void set_lr(double lr) {
+    for (auto& group : optimizer_->param_groups()) group.options().set_lr(lr);
   }
 
   at::Tensor step(const py::object& closure) {
@@ -173,6 +189,15 @@ optim::MethodSpec method_spec(const std::string& name, const py::dict& o) {
     else if (key == "rsam_lambda") spec.rsam_lambda(value.cast<double>());
     else if (key == "alpha") spec.crsam_alpha(value.cast<double>());
     else if (key == "beta") spec.crsam_beta(value.cast<double>());
+    else if (key == "train_size") spec.bsam_train_size(value.cast<int64_t>());
+    else if (key == "prior_precision") spec.bsam_prior_precision(value.cast<double>());
+    else if (key == "damping") spec.bsam_damping(value.cast<double>());
+    else if (key == "init_precision") spec.bsam_init_precision(value.cast<double>());
+    else if (key == "beta1") spec.bsam_beta1(value.cast<double>());
+    else if (key == "beta2") spec.bsam_beta2(value.cast<double>());
+    else if (key == "noise_std") spec.bsam_noise_std(value.cast<double>());
+    else if (key == "prior_mean") spec.bsam_prior_mean(value.cast<std::string>());
+    else if (key == "bn_statistics") spec.bsam_bn_statistics(value.cast<std::string>());
     else throw Error("flatmin.optim: unknown option '" + key + "' for " + name);
   }
   return spec;
@@ -203,6 +228,13 @@ PYBIND11_MODULE(_flatmin, m) {
            }),
            py::arg("params"), py::arg("method"), py::arg("options"), py::arg("seed"), py::arg("max_grad_norm"),
            py::arg("base_step"))
+      .def(py::init([](std::vector<at::Tensor> params, const py::dict& options, uint64_t seed, double max_grad_norm,
+                       double lr) {
+             return std::make_unique<Engine>(std::move(params), python::method_spec("bsam", options), seed,
+                                             max_grad_norm, lr);
+           }),
+           py::arg("params"), py::arg("options"), py::arg("seed"), py::arg("max_grad_norm"), py::arg("lr"))
+      .def("set_lr", &Engine::set_lr, py::arg("lr"))
       .def("step", &Engine::step, py::arg("closure"))
       .def("track_buffers", &Engine::track_buffers, py::arg("buffers"))
       .def("set_epoch", &Engine::set_epoch, py::arg("epoch"), py::arg("total_epochs"))

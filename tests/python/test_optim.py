@@ -220,11 +220,12 @@ def run_steps(opt, sched, params, steps, start=0):
         sched.step()
 
 
-@pytest.mark.parametrize("name", ["NSO", "SAM", "RSAM", "WPSGD"])
+@pytest.mark.parametrize("name", ["NSO", "SAM", "RSAM", "WPSGD", "BSAM"])
 def test_a_resumed_run_is_bitwise_the_uninterrupted_one(name, tmp_path):
     def build(params):
         kwargs = dict(lr=0.02, momentum=0.9, seed=11)
-        opt = {"NSO": lambda: optim.NSO(params, torch.optim.SGD, sigma=0.05, k=2, **kwargs),
+        opt = {"BSAM": lambda: optim.BSAM(params, lr=0.02, train_size=100, seed=11),
+               "NSO": lambda: optim.NSO(params, torch.optim.SGD, sigma=0.05, k=2, **kwargs),
                "SAM": lambda: optim.SAM(params, torch.optim.SGD, rho=0.05, **kwargs),
                "RSAM": lambda: optim.RSAM(params, torch.optim.SGD, rho=0.05, **kwargs),
                "WPSGD": lambda: optim.WPSGD(params, torch.optim.SGD, sigma=0.05, **kwargs)}[name]()
@@ -289,3 +290,42 @@ def test_a_closure_accumulating_two_micro_batches_takes_the_whole_batchs_step(na
         opt_parts.step(closure_parts)
     for a, b in zip(whole.parameters(), parts.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_bsam_steps_follow_its_rule_with_the_learning_rate_from_the_group():
+    # bSAM's rule (ALGORITHMS.md; tests/optim/test_sam.cpp's BsamReference): θ = w + z/√(N·s); g = ∇f(θ);
+    # ŵ = w + ρ·g/s; m ← β1·m + (1−β1)·(∇f(ŵ) + δ·w); w ← w − α·m/s; s ← β2·s + (1−β2)·(√s·|g| + γ + δ).
+    torch.manual_seed(3)
+    w = torch.randn(7).requires_grad_()
+    N, rho, prior, gamma, s0, b1, b2, seed = 50, 0.05, 10.0, 0.1, 2.0, 0.8, 0.9, 3
+    opt = optim.BSAM([w], lr=0.3, train_size=N, rho=rho, prior_precision=prior, damping=gamma, init_precision=s0,
+                     beta1=b1, beta2=b2, seed=seed)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+    ref_w, s, m, delta = w.detach().clone(), torch.full((7,), s0), torch.zeros(7), prior / N
+    for t in range(3):
+        lr = opt.param_groups[0]["lr"]
+        seen = []
+
+        def closure():
+            opt.zero_grad()
+            seen.append(w.detach().clone())
+            loss = quartic([w])
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        sched.step()
+        z = flatmin.noise([7], "gaussian", 1.0, seed, t, 0, 0)
+        theta = ref_w + z / (N * s).sqrt()
+        g = quartic_grad(theta)
+        point = ref_w + rho * g / s
+        m = b1 * m + (1 - b1) * (quartic_grad(point) + delta * ref_w)
+        ref_w = ref_w - lr * m / s
+        s = b2 * s + (1 - b2) * (s.sqrt() * g.abs() + gamma + delta)
+        torch.testing.assert_close(seen[0], theta, **TOL)
+        torch.testing.assert_close(seen[1], point, **TOL)
+        torch.testing.assert_close(w.detach(), ref_w, **TOL)
+    with pytest.raises(TypeError, match="train_size"):
+        optim.BSAM([w], lr=0.1)
+    with pytest.raises(flatmin.Error, match="prior mean 'pretrained'"):
+        optim.BSAM([w], lr=0.1, train_size=10, prior_mean="pretrained")
