@@ -89,6 +89,14 @@ class _Method(torch.optim.Optimizer):
         """Gradient evaluations (forward + backward passes) per step."""
         return self._engine.evaluations
 
+    @property
+    def current_pass(self):
+        """Which evaluation the closure is running (0 … evaluations − 1; −1 outside a step). Under DDP, a SAM
+        closure may skip the gradient sync of its ascent pass (each replica ascends along its own gradient, as
+        the CLI's --sam-ascent per-replica): ``with model.no_sync() if opt.current_pass == 0 else nullcontext():``.
+        """
+        return self._engine.current_pass
+
     def __repr__(self):
         base = getattr(self, "base_optimizer", None)
         return f"{type(self).__name__}({self._engine.describe()}" + (f", base={base!r})" if base is not None else ")")
@@ -182,6 +190,7 @@ class BSAM(torch.optim.Optimizer):
     track_buffers = _Method.track_buffers
     set_epoch = _Method.set_epoch
     evaluations = _Method.evaluations
+    current_pass = _Method.current_pass
     __repr__ = _Method.__repr__
     _name = "bsam"
 

@@ -84,8 +84,14 @@ class Engine {
     check(!closure.is_none(),
           "flatmin.optim: step() needs a closure that computes the loss and calls backward(); the method "
           "evaluates the gradient at " + std::to_string(optimizer_->evaluations()) + " point(s)");
+    pass_ = 0;
+    struct EndOfStep {  // -1 outside a step, whichever way it ends
+      int64_t& pass;
+      ~EndOfStep() { pass = -1; }
+    } end_of_step{pass_};
     return optimizer_->step([&] {
       const py::object result = closure();
+      ++pass_;
       check(!result.is_none(), "flatmin.optim: the closure returned None: return the loss tensor");
       check(THPVariable_Check(result.ptr()), "flatmin.optim: the closure returned " +
                                                  py::str(py::type::of(result).attr("__name__")).cast<std::string>() +
@@ -104,6 +110,7 @@ class Engine {
   void track_buffers(std::vector<at::Tensor> buffers) { optimizer_->track_buffers(std::move(buffers)); }
   void set_epoch(int64_t epoch, int64_t total) { optimizer_->set_epoch(epoch, total); }
   int64_t evaluations() const { return optimizer_->evaluations(); }
+  int64_t current_pass() const { return pass_; }
   int64_t steps() const { return optimizer_->steps_taken(); }
   int64_t gradient_evaluations() const { return optimizer_->gradient_evaluations(); }
   std::string describe() const { return optimizer_->method().describe(); }
@@ -137,6 +144,7 @@ class Engine {
 
   std::vector<at::Tensor> params_;
   std::shared_ptr<optim::PerturbedOptimizer> optimizer_;
+  int64_t pass_ = -1;  // the evaluation the closure is running, -1 outside a step
 };
 
 // The objective Σ_b weights[b]·loss(b) of a Python loss: `batch_loss(b)` returns batch b's scalar loss.
@@ -239,6 +247,7 @@ PYBIND11_MODULE(_flatmin, m) {
       .def("track_buffers", &Engine::track_buffers, py::arg("buffers"))
       .def("set_epoch", &Engine::set_epoch, py::arg("epoch"), py::arg("total_epochs"))
       .def_property_readonly("evaluations", &Engine::evaluations)
+      .def_property_readonly("current_pass", &Engine::current_pass)
       .def_property_readonly("steps", &Engine::steps)
       .def_property_readonly("gradient_evaluations", &Engine::gradient_evaluations)
       .def("describe", &Engine::describe)
