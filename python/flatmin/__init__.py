@@ -11,5 +11,6 @@ import torch  # noqa: F401  (loads LibTorch the way Python's torch does, before 
 
 from ._flatmin import Error, method_names, noise
 from . import geometry, optim
+from .runs import LoadedModel, load, read_metrics
 
-__all__ = ["Error", "optim", "geometry", "noise", "method_names"]
+__all__ = ["Error", "optim", "geometry", "load", "read_metrics", "LoadedModel", "noise", "method_names"]

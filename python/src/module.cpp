@@ -6,6 +6,8 @@
 // method: the points, the noise, the restoration of W and the combination, all in C++.
 #include <torch/extension.h>
 
+#include <filesystem>
+#include <fstream>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -17,10 +19,13 @@
 #include "flatmin/core/error.h"
 #include "flatmin/geometry/objective.h"
 #include "flatmin/geometry/spectrum.h"
+#include "flatmin/models/scripted.h"
 #include "flatmin/noise/noise.h"
 #include "flatmin/optim/base_optimizer.h"
 #include "flatmin/optim/methods.h"
 #include "flatmin/optim/perturbed_optimizer.h"
+#include "flatmin/training/checkpoint.h"
+#include "flatmin/training/pretrained.h"
 
 namespace py = pybind11;
 
@@ -267,6 +272,34 @@ PYBIND11_MODULE(_flatmin, m) {
       py::arg("shape"), py::arg("law"), py::arg("sigma"), py::arg("seed"), py::arg("step"), py::arg("draw"),
       py::arg("index"));
   m.def("method_names", &optim::method_names);
+
+  // A run's (or checkpoint's) model as TorchScript bytes for torch.jit.load, with what its inputs need.
+  m.def(
+      "load_checkpoint",
+      [](const std::string& run_or_checkpoint) {
+        const std::string path = training::resolve_init_path(run_or_checkpoint);
+        const training::CheckpointContents ck = training::load_checkpoint(path);
+        namespace fs = std::filesystem;
+        const fs::path scratch = fs::temp_directory_path() / ("flatmin-load-" + std::to_string(::getpid()) + "-" +
+                                                              ck.checksum() + ".pt");
+        models::export_torchscript(ck.model, ck.spec, scratch.string());
+        std::ifstream in(scratch, std::ios::binary);
+        const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        std::error_code ec;
+        fs::remove(scratch, ec);
+        auto values = [](const at::Tensor& t) {
+          std::vector<double> v;
+          if (!t.defined()) return v;
+          const at::Tensor d = t.to(at::kDouble).contiguous();
+          return std::vector<double>(d.data_ptr<double>(), d.data_ptr<double>() + d.numel());
+        };
+        return py::dict(py::arg("path") = path, py::arg("script") = py::bytes(bytes), py::arg("model") = ck.spec.name(),
+                        py::arg("in_channels") = ck.spec.in_channels(), py::arg("image_size") = ck.spec.image_size(),
+                        py::arg("num_classes") = ck.spec.num_classes(), py::arg("mean") = values(ck.channel_mean),
+                        py::arg("std") = values(ck.channel_std), py::arg("config") = ck.config_json,
+                        py::arg("epoch") = ck.epoch, py::arg("checksum") = ck.checksum());
+      },
+      py::arg("run_or_checkpoint"));
 
   // Measurements of a Python loss (flatmin/geometry.py prepares the parameters, batches and mode).
   m.def(
