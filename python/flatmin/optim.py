@@ -35,6 +35,7 @@ def _load_own_state(opt, state_dict):
 
 class _Method(torch.optim.Optimizer):
     _name = None
+    _size = None  # the option a parameter group may set for its own tensors: "sigma" or "rho"
 
     def __init__(self, params, base_optimizer, method_options, *, seed=0, max_grad_norm=0.0, model=None,
                  **base_kwargs):
@@ -50,6 +51,7 @@ class _Method(torch.optim.Optimizer):
         tensors = [p for group in self.param_groups for p in group["params"] if p.requires_grad]
         self._engine = _flatmin.Engine(tensors, self._name, {k: v for k, v in method_options.items() if v is not None},
                                        int(seed), float(max_grad_norm), self.base_optimizer.step)
+        self._size_default = method_options.get(self._size) if self._size else None
         if model is not None:
             self.track_buffers(model)
 
@@ -64,7 +66,23 @@ class _Method(torch.optim.Optimizer):
         if closure is None:
             raise _flatmin.Error(f"flatmin.optim.{type(self).__name__}.step needs a closure: it evaluates the "
                                  f"gradient at {self._engine.evaluations} point(s)")
+        self._push_group_sizes()
         return self._engine.step(torch.enable_grad()(closure))
+
+    def _push_group_sizes(self):
+        # A group's own σ or ρ (set at construction, by add_param_group or by hand between steps) as a factor on
+        # the method's for each of its tensors.
+        if self._size is None or all(self._size not in g for g in self.param_groups):
+            return
+        default = float(self._size_default)
+        scales = []
+        for group in self.param_groups:
+            value = float(group.get(self._size, default))
+            if default == 0 and value != 0:
+                raise _flatmin.Error(f"flatmin.optim.{type(self).__name__}: a group's {self._size} needs a nonzero "
+                                     f"{self._size} for the optimizer")
+            scales += [value / default if default else 1.0] * sum(1 for p in group["params"] if p.requires_grad)
+        self._engine.set_scales(scales)
 
     def state_dict(self):
         """The base optimizer's state_dict, plus under "flatmin" the method's: its step count (so a resumed run
@@ -105,6 +123,7 @@ class _Method(torch.optim.Optimizer):
 class WPSGD(_Method):
     """Weight-perturbed SGD: the gradient at W + U, U of std ``sigma`` (one evaluation per step)."""
     _name = "wp-sgd"
+    _size = "sigma"
 
     def __init__(self, params, base_optimizer, sigma=0.01, noise="gaussian", **kwargs):
         super().__init__(params, base_optimizer, {"sigma": sigma, "noise": noise}, **kwargs)
@@ -117,6 +136,7 @@ class NSO(_Method):
     uniform, rademacher or binomial4.
     """
     _name = "nso"
+    _size = "sigma"
 
     def __init__(self, params, base_optimizer, sigma=0.01, k=1, no_negative=False, noise="gaussian", **kwargs):
         super().__init__(params, base_optimizer, {"sigma": sigma, "k": k, "no_negative": no_negative, "noise": noise},
@@ -126,6 +146,7 @@ class NSO(_Method):
 class SAM(_Method):
     """Sharpness-aware minimisation: the gradient at W + ρ·g/‖g‖ (2 evaluations)."""
     _name = "sam"
+    _size = "rho"
 
     def __init__(self, params, base_optimizer, rho=0.05, **kwargs):
         super().__init__(params, base_optimizer, {"rho": rho}, **kwargs)
@@ -134,6 +155,7 @@ class SAM(_Method):
 class USAM(_Method):
     """Unnormalised SAM: the gradient at W + ρ·g (2 evaluations)."""
     _name = "usam"
+    _size = "rho"
 
     def __init__(self, params, base_optimizer, rho=0.05, **kwargs):
         super().__init__(params, base_optimizer, {"rho": rho}, **kwargs)
@@ -142,6 +164,7 @@ class USAM(_Method):
 class ASAM(_Method):
     """Adaptive SAM: the ascent scaled by |W| + ``eta`` per weight (2 evaluations)."""
     _name = "asam"
+    _size = "rho"
 
     def __init__(self, params, base_optimizer, rho=0.5, eta=0.01, **kwargs):
         super().__init__(params, base_optimizer, {"rho": rho, "eta": eta}, **kwargs)
@@ -150,6 +173,7 @@ class ASAM(_Method):
 class RSAM(_Method):
     """Random SAM: the ascent from a gradient at W + noise of std ``noise_sigma`` (2 evaluations)."""
     _name = "rsam"
+    _size = "rho"  # refused by the method (its ρ and noise are one size), not ignored
 
     def __init__(self, params, base_optimizer, rho=0.05, noise_sigma=0.01, lam=2.0, **kwargs):
         super().__init__(params, base_optimizer, {"rho": rho, "rsam_sigma": noise_sigma, "rsam_lambda": lam}, **kwargs)
@@ -158,6 +182,7 @@ class RSAM(_Method):
 class CRSAM(_Method):
     """Curvature-regularised SAM: SAM plus α and β finite-difference curvature terms (3 evaluations)."""
     _name = "crsam"
+    _size = "rho"
 
     def __init__(self, params, base_optimizer, rho=0.1, alpha=0.1, beta=0.01, **kwargs):
         super().__init__(params, base_optimizer, {"rho": rho, "alpha": alpha, "beta": beta}, **kwargs)

@@ -113,6 +113,7 @@ class Engine {
   }
 
   void track_buffers(std::vector<at::Tensor> buffers) { optimizer_->track_buffers(std::move(buffers)); }
+  void set_scales(std::vector<double> scales) { optimizer_->set_tensor_scales(std::move(scales)); }
   void set_epoch(int64_t epoch, int64_t total) { optimizer_->set_epoch(epoch, total); }
   int64_t evaluations() const { return optimizer_->evaluations(); }
   int64_t current_pass() const { return pass_; }
@@ -250,6 +251,7 @@ PYBIND11_MODULE(_flatmin, m) {
       .def("set_lr", &Engine::set_lr, py::arg("lr"))
       .def("step", &Engine::step, py::arg("closure"))
       .def("track_buffers", &Engine::track_buffers, py::arg("buffers"))
+      .def("set_scales", &Engine::set_scales, py::arg("scales"))
       .def("set_epoch", &Engine::set_epoch, py::arg("epoch"), py::arg("total_epochs"))
       .def_property_readonly("evaluations", &Engine::evaluations)
       .def_property_readonly("current_pass", &Engine::current_pass)

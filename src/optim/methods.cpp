@@ -23,7 +23,7 @@ bool bsam_choice(const std::string& value, const std::string& what, const char* 
 // params ← W + U_draw in one pass, U regenerable from (seed, step, draw, tensor): no buffer holds it.
 void move_to_noisy_point(StepContext& ctx, const NoiseOptions& options, double sigma, int64_t draw) {
   for (size_t j = 0; j < ctx.params.size(); ++j)
-    noise::add_noise_(ctx.params[j], ctx.anchor[j], options.law(), sigma,
+    noise::add_noise_(ctx.params[j], ctx.anchor[j], options.law(), sigma * ctx.scale(j),
                       noise::noise_key(ctx.seed, static_cast<uint64_t>(ctx.step), static_cast<uint64_t>(draw), j));
 }
 

@@ -61,6 +61,20 @@ void PerturbedOptimizer::collect_params() {
 
 void PerturbedOptimizer::track_buffers(std::vector<at::Tensor> buffers) { buffers_ = std::move(buffers); }
 
+void PerturbedOptimizer::set_tensor_scales(std::vector<double> scales) {
+  const bool all_one = std::all_of(scales.begin(), scales.end(), [](double s) { return s == 1.0; });
+  if (scales.empty() || all_one) {
+    scales_.clear();
+    return;
+  }
+  check(method_->takes_tensor_scales(), "method '" + method_->name() + "' has one size for all parameters: no per-group " +
+                                            "sigma or rho");
+  check(scales.size() == params_.size(), "per-tensor scales: " + std::to_string(scales.size()) + " given for " +
+                                             std::to_string(params_.size()) + " parameters");
+  for (double s : scales) check(std::isfinite(s) && s >= 0, "per-tensor scales must be finite and >= 0");
+  scales_ = std::move(scales);
+}
+
 void PerturbedOptimizer::add_gradient_term(GradientTerm term) {
   check(static_cast<bool>(term), "PerturbedOptimizer: gradient term is empty");
   gradient_terms_.push_back(std::move(term));
@@ -140,7 +154,7 @@ void PerturbedOptimizer::move_to(int64_t i) {
     parallelism_.mean(combined_);  // these are the .grad tensors: the combination itself becomes the mean
   }
   if (method_->perturbs()) {
-    StepContext ctx{params_, anchor_, combined_, options_.seed(), steps_};
+    StepContext ctx{params_, anchor_, combined_, options_.seed(), steps_, scales_.empty() ? nullptr : &scales_};
     method_->move_to(i, ctx);
   }
   // Take the combination out of .grad so that this pass's gradient arrives alone, whatever the closure

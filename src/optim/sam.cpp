@@ -45,22 +45,23 @@ StepScale radius_over_norm(double rho, const std::vector<at::Tensor>& tensors) {
   return {rho / (std::sqrt(sum_sq) + kNormGuard), {}};
 }
 
-// params ← params + scale·direction for every parameter whose direction is defined.
-void add_scaled(std::vector<at::Tensor>& params, const std::vector<at::Tensor>& direction, const StepScale& scale) {
+// params ← params + scale·s_j·direction for every parameter whose direction is defined (s_j: ctx's factor).
+void add_scaled(const StepContext& ctx, std::vector<at::Tensor>& params, const std::vector<at::Tensor>& direction,
+                const StepScale& scale) {
   for (size_t j = 0; j < params.size(); ++j) {
     if (!direction[j].defined()) continue;
-    if (scale.device.defined()) params[j].addcmul_(direction[j], scale.as(params[j]));
-    else params[j].add_(direction[j], scale.host);
+    if (scale.device.defined()) params[j].addcmul_(direction[j], scale.as(params[j]) * ctx.scale(j));
+    else params[j].add_(direction[j], scale.host * ctx.scale(j));
   }
 }
 
-// params ← scale·params + anchor.
-void scale_and_shift(std::vector<at::Tensor>& params, const std::vector<at::Tensor>& anchor, const StepScale& scale,
-                     const std::vector<at::Tensor>& only_where_defined) {
+// params ← scale·s_j·params + anchor.
+void scale_and_shift(const StepContext& ctx, std::vector<at::Tensor>& params, const std::vector<at::Tensor>& anchor,
+                     const StepScale& scale, const std::vector<at::Tensor>& only_where_defined) {
   for (size_t j = 0; j < params.size(); ++j) {
     if (!only_where_defined[j].defined()) continue;
-    if (scale.device.defined()) params[j].mul_(scale.as(params[j]));
-    else params[j].mul_(scale.host);
+    if (scale.device.defined()) params[j].mul_(scale.as(params[j]) * ctx.scale(j));
+    else params[j].mul_(scale.host * ctx.scale(j));
     params[j].add_(anchor[j]);
   }
 }
@@ -85,7 +86,7 @@ Sam::Sam(SamOptions options) : options_(options) { check_finite_at_least(options
 
 void Sam::move_to(int64_t i, StepContext& ctx) {
   if (i == 0) return;  // the clean point W
-  add_scaled(ctx.params, ctx.combined, radius_over_norm(options_.rho(), ctx.combined));
+  add_scaled(ctx, ctx.params, ctx.combined, radius_over_norm(options_.rho(), ctx.combined));
 }
 
 std::string Sam::describe() const {
@@ -100,7 +101,7 @@ Usam::Usam(SamOptions options) : options_(options) { check_finite_at_least(optio
 void Usam::move_to(int64_t i, StepContext& ctx) {
   if (i == 0) return;
   for (size_t j = 0; j < ctx.params.size(); ++j)
-    if (ctx.combined[j].defined()) ctx.params[j].add_(ctx.combined[j], options_.rho());
+    if (ctx.combined[j].defined()) ctx.params[j].add_(ctx.combined[j], options_.rho() * ctx.scale(j));
 }
 
 std::string Usam::describe() const {
@@ -137,7 +138,7 @@ void Asam::move_to(int64_t i, StepContext& ctx) {
   if (!any) return;
   const StepScale scale = on_cpu ? StepScale{options_.rho() / (std::sqrt(tg_norm_sq) + kNormGuard), {}}
                                  : StepScale{0, options_.rho() / (tg_norm_sq_device.sqrt() + kNormGuard)};
-  scale_and_shift(ctx.params, ctx.anchor, scale, ctx.combined);
+  scale_and_shift(ctx, ctx.params, ctx.anchor, scale, ctx.combined);
 }
 
 std::string Asam::describe() const {
@@ -193,7 +194,7 @@ void Rsam::move_to(int64_t i, StepContext& ctx) {
     if (ctx.combined[j].defined()) ctx.params[j].sub_(ctx.anchor[j]).add_(ctx.combined[j], options_.lambda());
     else ctx.params[j].zero_();
   }
-  scale_and_shift(ctx.params, ctx.anchor, radius_over_norm(rho_, ctx.params), ctx.params);
+  scale_and_shift(ctx, ctx.params, ctx.anchor, radius_over_norm(rho_, ctx.params), ctx.params);
 }
 
 std::string Rsam::describe() const {
@@ -214,7 +215,7 @@ CrSam::CrSam(CrSamOptions options) : options_(options) {
 void CrSam::move_to(int64_t i, StepContext& ctx) {
   if (i == 0) return;
   if (i == 1) {  // W + ρv, v = g_o/(‖g_o‖ + 1e-12)
-    add_scaled(ctx.params, ctx.combined, radius_over_norm(options_.rho(), ctx.combined));
+    add_scaled(ctx, ctx.params, ctx.combined, radius_over_norm(options_.rho(), ctx.combined));
     return;
   }
   // W − ρv = 2W − (W + ρv).

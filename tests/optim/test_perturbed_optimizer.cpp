@@ -145,6 +145,23 @@ TEST(Nso, AClosureThatThrowsLeavesTheWeightsAsTheyWere) {
   EXPECT_TRUE(at::equal(run.w.detach(), clean.w.detach()));
 }
 
+// Per-tensor factors on σ (per-group options from Python): a factor 2 is σ doubled for that tensor; all-one
+// factors are no factors; a method with one size refuses them.
+TEST(Nso, TensorScalesMultiplyTheNoiseOfTheirTensor) {
+  const at::Tensor w0 = at::randn({kDim}, at::kDouble);
+  OneParamRun doubled(w0, nso(0.2, 1), 0.1, PerturbedOptimizerOptions().seed(4));
+  doubled.opt->set_tensor_scales({2.0});
+  OneParamRun wide(w0, nso(0.4, 1), 0.1, PerturbedOptimizerOptions().seed(4));
+  doubled.step(quartic_loss);
+  wide.step(quartic_loss);
+  EXPECT_TRUE(at::allclose(doubled.points[0], wide.points[0], 1e-12, 1e-14));
+  EXPECT_THROW(doubled.opt->set_tensor_scales({1.0, 2.0}), flatmin::Error);
+  EXPECT_THROW(doubled.opt->set_tensor_scales({-1.0}), flatmin::Error);
+  OneParamRun plain(w0, std::make_shared<NoPerturbation>(), 0.1);
+  plain.opt->set_tensor_scales({1.0});  // all one: nothing to refuse
+  EXPECT_THROW(plain.opt->set_tensor_scales({2.0}), flatmin::Error);
+}
+
 TEST(Methods, StepWithZeroLearningRateLeavesWeightsBitwiseUnchanged) {
   at::manual_seed(0);
   const at::Tensor w0 = at::randn({100});

@@ -329,3 +329,33 @@ def test_bsam_steps_follow_its_rule_with_the_learning_rate_from_the_group():
         optim.BSAM([w], lr=0.1)
     with pytest.raises(flatmin.Error, match="prior mean 'pretrained'"):
         optim.BSAM([w], lr=0.1, train_size=10, prior_mean="pretrained")
+
+
+def test_a_parameter_group_may_set_its_own_sigma_or_rho():
+    params = make_params()
+    w0 = [p.detach().clone() for p in params]
+    # NSO: the first tensor's noise has std 0.3, the second the optimizer's 0.1.
+    opt = optim.NSO([{"params": [params[0]], "sigma": 0.3}, {"params": [params[1]]}], torch.optim.SGD, sigma=0.1,
+                    seed=5, lr=0.1)
+    _, seen = one_step(opt, params)
+    for i, sigma in enumerate((0.3, 0.1)):
+        u = flatmin.noise(list(w0[i].shape), "gaussian", sigma, 5, 0, 0, i)
+        torch.testing.assert_close(seen[0][i], w0[i] + u, **TOL)
+    # SAM: ε_j = ρ_j·g_j/‖g‖ with the norm over every tensor; a group's ρ changed between steps counts.
+    params = make_params()
+    w0 = [p.detach().clone() for p in params]
+    opt = optim.SAM([{"params": [params[0]]}, {"params": [params[1]], "rho": 0.0}], torch.optim.SGD, rho=0.1, lr=0.1)
+    _, seen = one_step(opt, params)
+    g0 = [quartic_grad(w) for w in w0]
+    scale = 0.1 / (global_norm(g0) + 1e-12)
+    torch.testing.assert_close(seen[1][0], w0[0] + scale * g0[0], **TOL)
+    torch.testing.assert_close(seen[1][1], w0[1], **TOL)  # ρ = 0 for this group: not moved
+    opt.param_groups[1]["rho"] = 0.2
+    w1 = [p.detach().clone() for p in params]
+    _, seen = one_step(opt, params)
+    g1 = [quartic_grad(w) for w in w1]
+    scale = 0.1 / (global_norm(g1) + 1e-12)
+    torch.testing.assert_close(seen[1][1], w1[1] + 2 * scale * g1[1], **TOL)
+    with pytest.raises(flatmin.Error, match="'rsam' has one size for all parameters"):
+        one_step(optim.RSAM([{"params": [params[0]], "rho": 0.2}, {"params": [params[1]]}], torch.optim.SGD, lr=0.1),
+                 params)

@@ -40,6 +40,7 @@ class WpSgd final : public PerturbationMethod {
  public:
   explicit WpSgd(NoiseOptions options = {});
   std::string name() const override { return "wp-sgd"; }
+  bool takes_tensor_scales() const override { return true; }
   int64_t evaluations() const override { return 1; }
   void move_to(int64_t i, StepContext& ctx) override;
   void set_epoch(int64_t epoch, int64_t total_epochs) override;
@@ -74,6 +75,7 @@ class Nso final : public PerturbationMethod {
  public:
   explicit Nso(NsoOptions options = {});
   std::string name() const override { return "nso"; }
+  bool takes_tensor_scales() const override { return true; }
   int64_t evaluations() const override { return 2 * options_.k(); }
   void move_to(int64_t i, StepContext& ctx) override;
   double final_scale() const override { return 1.0 / static_cast<double>(2 * options_.k()); }

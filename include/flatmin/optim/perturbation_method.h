@@ -46,6 +46,10 @@ struct StepContext {
   uint64_t seed;
   /// Steps completed before this one.
   int64_t step;
+  /// Per parameter: a factor on the method's size (σ, ρ) for that tensor, from per-group options; null when
+  /// every factor is 1. Only methods whose takes_tensor_scales() is true receive one.
+  const std::vector<double>* scales = nullptr;
+  double scale(size_t j) const { return scales ? (*scales)[j] : 1.0; }
 };
 
 class PerturbationMethod {
@@ -69,6 +73,9 @@ class PerturbationMethod {
   /// mean of the updates of the passes that count (each pass starting from the statistics before the
   /// step), so they move once per step whatever the number of passes.
   virtual bool counts_for_buffers(int64_t i) const { return true; }
+  /// Whether the method's size (σ of the noise, ρ of the ascent) can differ per parameter tensor
+  /// (StepContext::scales; PerturbedOptimizer::set_tensor_scales).
+  virtual bool takes_tensor_scales() const { return false; }
   /// Whether move_to(i) reads the gradients so far (ctx.combined): SAM's ascent does. Several processes
   /// computing one step then average them first (PerturbedOptimizer::set_parallelism).
   virtual bool reads_gradients(int64_t i) const { return false; }

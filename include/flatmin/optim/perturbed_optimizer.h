@@ -102,6 +102,10 @@ class PerturbedOptimizer : public torch::optim::Optimizer {
   /// Terms run in the order added. They are not saved: add them again after load.
   using GradientTerm = std::function<void()>;
   void add_gradient_term(GradientTerm term);
+  /// Per parameter tensor (in the order of the parameters that require grad): a factor on the method's size,
+  /// σ for WP-SGD and NSO, ρ for SAM, USAM, ASAM and CR-SAM (per-group options). Empty: all 1. Throws
+  /// flatmin::Error for a method without sizes per tensor, a wrong count or a negative or non-finite factor.
+  void set_tensor_scales(std::vector<double> scales);
   /// Run each step with other processes (Parallelism). Throws flatmin::Error when the method cannot be
   /// split across points (kPerturbation with SAM's ascent, say).
   void set_parallelism(Parallelism parallelism);
@@ -167,6 +171,7 @@ class PerturbedOptimizer : public torch::optim::Optimizer {
   std::vector<at::Tensor> combined_;  // c, taken out of .grad while a pass runs
   std::vector<at::Tensor> buffers_;   // tracked BatchNorm statistics
   std::vector<GradientTerm> gradient_terms_;
+  std::vector<double> scales_;  // per-tensor factors of the method's size; empty: all 1
   std::vector<at::Tensor> buffers_before_;
   std::vector<at::Tensor> buffers_delta_sum_;
   int64_t buffer_passes_counted_ = 0;

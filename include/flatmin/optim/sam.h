@@ -47,6 +47,7 @@ class Sam final : public PerturbationMethod {
   Blend blend(int64_t i) const override { return i == 0 ? Blend{} : Blend{0.0, 1.0}; }
   bool counts_for_buffers(int64_t i) const override { return i == 0; }
   bool reads_gradients(int64_t i) const override { return i > 0; }
+  bool takes_tensor_scales() const override { return true; }
   std::string describe() const override;
   std::vector<std::pair<std::string, double>> scalars() const override { return {{"rho", options_.rho()}}; }
   const SamOptions& options() const { return options_; }
@@ -68,6 +69,7 @@ class Usam final : public PerturbationMethod {
   Blend blend(int64_t i) const override { return i == 0 ? Blend{} : Blend{0.0, 1.0}; }
   bool counts_for_buffers(int64_t i) const override { return i == 0; }
   bool reads_gradients(int64_t i) const override { return i > 0; }
+  bool takes_tensor_scales() const override { return true; }
   std::string describe() const override;
   std::vector<std::pair<std::string, double>> scalars() const override { return {{"rho", options_.rho()}}; }
   const SamOptions& options() const { return options_; }
@@ -100,6 +102,7 @@ class Asam final : public PerturbationMethod {
   Blend blend(int64_t i) const override { return i == 0 ? Blend{} : Blend{0.0, 1.0}; }
   bool counts_for_buffers(int64_t i) const override { return i == 0; }
   bool reads_gradients(int64_t i) const override { return i > 0; }
+  bool takes_tensor_scales() const override { return true; }
   std::string describe() const override;
   std::vector<std::pair<std::string, double>> scalars() const override { return {{"rho", options_.rho()}}; }
   const AsamOptions& options() const { return options_; }
@@ -188,6 +191,7 @@ class CrSam final : public PerturbationMethod {
   Blend blend(int64_t i) const override;
   bool counts_for_buffers(int64_t i) const override { return i == 0; }
   bool reads_gradients(int64_t i) const override { return i > 0; }
+  bool takes_tensor_scales() const override { return true; }
   std::string describe() const override;
   std::vector<std::pair<std::string, double>> scalars() const override { return {{"rho", options_.rho()}}; }
   const CrSamOptions& options() const { return options_; }
