@@ -16,7 +16,8 @@ import torch
 
 from . import _flatmin
 
-__all__ = ["hessian_trace", "top_eigenvalues", "TraceResult", "EigenResult"]
+__all__ = ["hessian_trace", "top_eigenvalues", "spectral_density", "noise_stability_gap", "normalized_trace",
+           "TraceResult", "EigenResult", "Result"]
 
 
 class TraceResult:
@@ -43,6 +44,20 @@ class EigenResult:
 
     def __repr__(self):
         return f"EigenResult(values={[float(f'{v:.6g}') for v in self.values]}, converged={self.converged})"
+
+
+class Result:
+    """A measurement's figures as attributes (and ``as_dict()``), for the measurements with many of them."""
+
+    def __init__(self, d):
+        self.__dict__.update(d)
+
+    def as_dict(self):
+        return dict(self.__dict__)
+
+    def __repr__(self):
+        shown = {k: v for k, v in self.__dict__.items() if not isinstance(v, (list, dict))}
+        return f"Result({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
 
 
 def _batches(batches):
@@ -120,3 +135,43 @@ def top_eigenvalues(model, loss_fn, batches, k=1, *, tol=1e-3, max_iterations=10
     with _measuring(model, mode):
         return EigenResult(_flatmin.top_eigenvalues(params, loss, weights, int(k), float(tol), int(max_iterations),
                                                     int(seed)))
+
+
+def spectral_density(model, loss_fn, batches, *, runs=1, iterations=100, grid_points=1000, seed=0, mode="eval",
+                     parameters=None):
+    """The Hessian's eigenvalue density by stochastic Lanczos quadrature (PyHessian's method): ``grid`` and
+    ``density`` (Gaussian-smoothed, ``bandwidth``), the Ritz ``nodes`` and ``weights`` of each run, and the
+    trace it implies (``trace_estimate``)."""
+    params, loss, weights = _objective(model, loss_fn, batches, parameters)
+    with _measuring(model, mode):
+        return Result(_flatmin.spectral_density(params, loss, weights, int(runs), int(iterations), int(grid_points),
+                                                int(seed)))
+
+
+def noise_stability_gap(model, loss_fn, batches, sigmas=(0.005, 0.01, 0.02), *, draws=100, noise="gaussian",
+                        antithetic=None, trace=None, tol=0.01, max_probes=1000, seed=0, mode="eval", parameters=None):
+    """E[f(W+U)] − f(W) for each σ in ``sigmas`` against its second-order prediction σ²/2·Tr∇²f (the NSO paper's
+    Table 2): ``rows`` of {sigma, gap, gap_stderr, predicted, relative_error, z}, and the table's ``rss``.
+    Antithetic pairs (f(W+U) + f(W−U))/2 by default for a mean-zero law; ``trace`` (else measured to ``tol``)."""
+    params, loss, weights = _objective(model, loss_fn, batches, parameters)
+    if antithetic is None:
+        antithetic = noise != "binomial4"
+    with _measuring(model, mode):
+        result = Result(_flatmin.noise_stability_gap(
+            params, loss, weights, [float(s) for s in sigmas], int(draws), noise, bool(antithetic),
+            float("nan") if trace is None else float(trace), 0.0, float(tol), int(max_probes), int(seed)))
+    result.rows = [Result(r) for r in result.rows]
+    return result
+
+
+def normalized_trace(model, loss_fn, batches, *, tol=0.01, max_probes=1000, seed=0, mode="eval", parameters=None):
+    """CR-SAM's normalised trace C = Tr∇²L/‖∇L‖²: ``value`` and its ``stderr`` (the trace's, scaled), with
+    the ``trace`` and ``grad_norm`` it divides."""
+    params, loss, weights = _objective(model, loss_fn, batches, parameters)
+    with _measuring(model, mode):
+        g = _flatmin.gradient_norm(params, loss, weights)
+        t = _flatmin.hessian_trace(params, loss, weights, float(tol), int(max_probes), 10, "se", int(seed))
+    g2 = g["norm"] ** 2
+    return Result({"value": t["value"] / g2 if g2 > 0 else float("inf"),
+                   "stderr": t["stderr"] / g2 if g2 > 0 else float("nan"),
+                   "trace": t["value"], "trace_stderr": t["stderr"], "grad_norm": g["norm"], "loss": g["loss"]})

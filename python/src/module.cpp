@@ -18,6 +18,7 @@
 
 #include "flatmin/core/error.h"
 #include "flatmin/geometry/objective.h"
+#include "flatmin/geometry/perturbation.h"
 #include "flatmin/geometry/spectrum.h"
 #include "flatmin/models/scripted.h"
 #include "flatmin/noise/noise.h"
@@ -328,6 +329,75 @@ PYBIND11_MODULE(_flatmin, m) {
       },
       py::arg("parameters"), py::arg("batch_loss"), py::arg("weights"), py::arg("tol"), py::arg("max_probes"),
       py::arg("min_probes"), py::arg("stop_rule"), py::arg("seed"));
+  m.def(
+      "spectral_density",
+      [](const std::vector<std::pair<std::string, at::Tensor>>& parameters, py::function batch_loss,
+         std::vector<double> weights, int64_t runs, int64_t iterations, int64_t grid_points, uint64_t seed) {
+        const geometry::Objective objective = python::python_objective(parameters, std::move(batch_loss), std::move(weights));
+        geometry::DensityResult r;
+        {
+          py::gil_scoped_release no_gil;
+          r = geometry::spectral_density(
+              objective, geometry::DensityOptions().runs(runs).iterations(iterations).grid_points(grid_points).seed(seed));
+        }
+        return py::dict(py::arg("grid") = r.grid, py::arg("density") = r.density, py::arg("bandwidth") = r.bandwidth,
+                        py::arg("mass") = r.mass, py::arg("nodes") = r.nodes, py::arg("weights") = r.weights,
+                        py::arg("trace_estimate") = r.trace_estimate, py::arg("hvps") = r.hvps,
+                        py::arg("seconds") = r.seconds);
+      },
+      py::arg("parameters"), py::arg("batch_loss"), py::arg("weights"), py::arg("runs"), py::arg("iterations"),
+      py::arg("grid_points"), py::arg("seed"));
+  m.def(
+      "noise_stability_gap",
+      [](const std::vector<std::pair<std::string, at::Tensor>>& parameters, py::function batch_loss,
+         std::vector<double> weights, std::vector<double> sigmas, int64_t draws, const std::string& law,
+         bool antithetic, double trace, double trace_std_error, double trace_tol, int64_t max_probes, uint64_t seed) {
+        const geometry::Objective objective = python::python_objective(parameters, std::move(batch_loss), std::move(weights));
+        const noise::NoiseLaw noise_law = noise::parse_noise_law(law);
+        geometry::GapResult r;
+        {
+          py::gil_scoped_release no_gil;
+          r = geometry::perturbation_gap(objective,
+                                         geometry::GapOptions()
+                                             .sigmas(std::move(sigmas))
+                                             .draws(draws)
+                                             .law(noise_law)
+                                             .antithetic(antithetic)
+                                             .seed(seed)
+                                             .trace(trace)
+                                             .trace_std_error(trace_std_error)
+                                             .trace_options(geometry::TraceOptions().rel_tol(trace_tol).max_probes(max_probes).seed(seed)));
+        }
+        py::list rows;
+        for (const auto& row : r.rows)
+          rows.append(py::dict(py::arg("sigma") = row.sigma, py::arg("gap") = row.gap, py::arg("gap_std") = row.gap_std,
+                               py::arg("gap_stderr") = row.gap_std_error, py::arg("predicted") = row.predicted,
+                               py::arg("predicted_stderr") = row.predicted_std_error,
+                               py::arg("relative_error") = row.relative_error, py::arg("z") = row.z));
+        return py::dict(py::arg("loss") = r.loss, py::arg("trace") = r.trace, py::arg("trace_stderr") = r.trace_std_error,
+                        py::arg("draws") = r.draws, py::arg("law") = r.law, py::arg("antithetic") = r.antithetic,
+                        py::arg("rows") = rows, py::arg("rss") = r.rss, py::arg("rms_relative_error") = r.rms_relative_error,
+                        py::arg("effective_trace") = r.effective_trace, py::arg("warnings") = r.warnings,
+                        py::arg("seconds") = r.seconds);
+      },
+      py::arg("parameters"), py::arg("batch_loss"), py::arg("weights"), py::arg("sigmas"), py::arg("draws"),
+      py::arg("law"), py::arg("antithetic"), py::arg("trace"), py::arg("trace_std_error"), py::arg("trace_tol"),
+      py::arg("max_probes"), py::arg("seed"));
+  m.def(
+      "gradient_norm",
+      [](const std::vector<std::pair<std::string, at::Tensor>>& parameters, py::function batch_loss,
+         std::vector<double> weights) {
+        const geometry::Objective objective = python::python_objective(parameters, std::move(batch_loss), std::move(weights));
+        geometry::GradientResult r;
+        {
+          py::gil_scoped_release no_gil;
+          r = geometry::gradient(objective);
+        }
+        py::dict layers;
+        for (size_t i = 0; i < r.names.size(); ++i) layers[py::str(r.names[i])] = r.layer_norms[i];
+        return py::dict(py::arg("loss") = r.loss, py::arg("norm") = r.norm, py::arg("per_layer") = layers);
+      },
+      py::arg("parameters"), py::arg("batch_loss"), py::arg("weights"));
   m.def(
       "top_eigenvalues",
       [](const std::vector<std::pair<std::string, at::Tensor>>& parameters, py::function batch_loss,

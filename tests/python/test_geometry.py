@@ -103,3 +103,33 @@ def test_bad_losses_and_inputs_are_one_line_errors():
         geometry.hessian_trace(lambda v: v, loss_fn, (x, y))
     with pytest.raises(ZeroDivisionError):  # the loss function's own exception, as it was
         geometry.hessian_trace(model, lambda m, b: 1 / 0, (x, y))
+
+
+def test_density_gap_and_normalized_trace_against_exact_values():
+    model, x, y = tiny_problem()
+    h = exact_hessian(model, x, y)
+    eig = torch.linalg.eigvalsh(h)
+    d = geometry.spectral_density(model, loss_fn, (x, y), runs=4, iterations=43, seed=0)
+    assert d.mass == pytest.approx(1.0, abs=1e-3)
+    for run in d.nodes:  # Ritz values lie inside the spectrum
+        assert min(run) >= float(eig[0]) - 1e-8 and max(run) <= float(eig[-1]) + 1e-8
+    assert d.trace_estimate == pytest.approx(float(eig.sum()), rel=0.3)  # 4 Gaussian starts: a rough estimate
+
+    # On a quadratic f(w) = ½wᵀAw the antithetic gap of one draw is exactly ½UᵀAU: its mean is σ²/2·Tr A.
+    torch.manual_seed(4)
+    m = torch.randn(6, 6, dtype=torch.float64)
+    a = m @ m.T + torch.eye(6, dtype=torch.float64)
+    quad = torch.nn.Linear(6, 1, bias=False).double()
+    qloss = lambda mod, batch: 0.5 * (mod.weight @ a @ mod.weight.T).squeeze()
+    g = geometry.noise_stability_gap(quad, qloss, (torch.zeros(1),), sigmas=[0.01, 0.1], draws=2000,
+                                     trace=float(torch.trace(a)))
+    for row in g.rows:
+        assert row.predicted == pytest.approx(row.sigma ** 2 / 2 * float(torch.trace(a)))
+        assert abs(row.gap - row.predicted) <= 4 * row.gap_stderr
+
+    c = geometry.normalized_trace(model, loss_fn, (x, y), tol=0.02, seed=1)
+    model.zero_grad()
+    loss_fn(model, (x, y)).backward()
+    grad_norm = torch.cat([p.grad.reshape(-1) for p in model.parameters()]).norm().item()
+    assert c.grad_norm == pytest.approx(grad_norm, rel=1e-10)
+    assert c.value == pytest.approx(c.trace / grad_norm ** 2, rel=1e-12)
