@@ -9,8 +9,17 @@ See docs/PYTHON.md.
 """
 import torch  # noqa: F401  (loads LibTorch the way Python's torch does, before the extension needs it)
 
-from ._flatmin import Error, method_names, noise
+import os as _os
+
+from ._flatmin import Error, method_names, noise, set_num_threads, tune_malloc, version
+
+# As the CLI does: glibc's thresholds raised so that the large activation buffers of every pass stay in the
+# heap instead of being mapped and unmapped (page-faulted) each time (docs/PERFORMANCE.md). Process-wide;
+# FLATMIN_NO_MALLOC_TUNING=1 before the import keeps glibc's defaults.
+if not _os.environ.get("FLATMIN_NO_MALLOC_TUNING"):
+    tune_malloc()
 from . import geometry, optim
 from .runs import LoadedModel, load, read_metrics
 
-__all__ = ["Error", "optim", "geometry", "load", "read_metrics", "LoadedModel", "noise", "method_names"]
+__all__ = ["Error", "optim", "geometry", "load", "read_metrics", "LoadedModel", "noise", "method_names",
+           "set_num_threads", "tune_malloc", "version"]

@@ -17,6 +17,7 @@
 #include <torch/serialize.h>
 
 #include "flatmin/core/error.h"
+#include "flatmin/core/runtime.h"
 #include "flatmin/geometry/objective.h"
 #include "flatmin/geometry/perturbation.h"
 #include "flatmin/geometry/spectrum.h"
@@ -275,6 +276,16 @@ PYBIND11_MODULE(_flatmin, m) {
       py::arg("shape"), py::arg("law"), py::arg("sigma"), py::arg("seed"), py::arg("step"), py::arg("draw"),
       py::arg("index"));
   m.def("method_names", &optim::method_names);
+  m.def(
+      "set_num_threads",
+      [](int n) {
+        check(n >= 1, "flatmin.set_num_threads: n must be >= 1, got " + std::to_string(n));
+        const ThreadCounts t = set_num_threads(n);
+        return py::dict(py::arg("torch") = t.torch_intra_op, py::arg("blas") = t.blas);
+      },
+      py::arg("n"));
+  m.def("tune_malloc", &tune_malloc_for_training);
+  m.def("version", &version_string);
 
   // A run's (or checkpoint's) model as TorchScript bytes for torch.jit.load, with what its inputs need.
   m.def(
