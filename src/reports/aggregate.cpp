@@ -571,14 +571,15 @@ Report aggregate(const Sweep& sweep) {
       if (reference && g->method != reference->method) compare(reference, "reference");
       const GroupSummary* other = best_accuracy([&](const GroupSummary* o) { return o->method != g->method; });
       if (other && other != reference) compare(other, "best other");
-      for (const auto& [first, second] : sweep.pairs) {
-        if (g->method != first) continue;
+      for (const auto& pair : sweep.pairs) {
+        if (g->method != pair.first) continue;
         // The other method at the same setting where it has one (NSO against WP-GD at each σ of a sweep
         // without selection), else its setting with the best mean test accuracy.
+        const std::string& against = pair.second;
         const GroupSummary* named = nullptr;
         for (const GroupSummary* o : groups)
-          if (o->method == second && o->setting_name == g->setting_name) named = o;
-        if (!named) named = best_accuracy([&](const GroupSummary* o) { return o->method == second; });
+          if (o->method == against && o->setting_name == g->setting_name) named = o;
+        if (!named) named = best_accuracy([&](const GroupSummary* o) { return o->method == against; });
         if (named && named != reference && named != other) compare(named, "pair");
       }
     }
