@@ -29,7 +29,7 @@ std::vector<double> values(const at::Tensor& t) {
 }
 
 int run_export(const ExportArgs& a) {
-  const std::string path = training::resolve_init_path(a.run);
+  const std::string path = training::resolve_init_path(a.run, "run or checkpoint to export");
   const training::CheckpointContents ck = training::load_checkpoint(path);
   models::export_torchscript(ck.model, ck.spec, a.torchscript);
   // What Python needs to feed it the inputs flatmin trained it on.

@@ -291,7 +291,7 @@ PYBIND11_MODULE(_flatmin, m) {
   m.def(
       "load_checkpoint",
       [](const std::string& run_or_checkpoint) {
-        const std::string path = training::resolve_init_path(run_or_checkpoint);
+        const std::string path = training::resolve_init_path(run_or_checkpoint, "run or checkpoint");
         const training::CheckpointContents ck = training::load_checkpoint(path);
         namespace fs = std::filesystem;
         const fs::path scratch = fs::temp_directory_path() / ("flatmin-load-" + std::to_string(::getpid()) + "-" +

@@ -54,7 +54,7 @@ bool tune_malloc_for_training() {
 }
 
 std::string version_string() {
-  return std::string("flatmin 0.1.0 (LibTorch ") + TORCH_VERSION + ")";
+  return "flatmin " + version() + " (commit " + build_commit() + ", LibTorch " + TORCH_VERSION + ")";
 }
 
 }  // namespace flatmin

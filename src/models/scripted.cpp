@@ -14,18 +14,23 @@ namespace flatmin::models {
 namespace {
 
 
-/// The line of a TorchScript error that says what went wrong: the interpreter prefixes it with a traceback,
-/// and its last "...Error: " line is the model's own complaint.
+/// The line of a LibTorch error that says what went wrong. The interpreter prefixes a model's error with a
+/// traceback, and its last "...Error: " line is the model's own complaint; a reader's error ends with
+/// LibTorch's stack ("Exception raised from ...", "frame #18: <unknown function> + 0x..."), whose addresses
+/// mean nothing to a user: then its first line.
 std::string complaint(const std::string& what) {
   std::istringstream lines(what);
-  std::string line, last, error;
+  std::string line, first, error;
   while (std::getline(lines, line)) {
-    if (line.find_first_not_of(" \t") == std::string::npos) continue;
-    last = line;
-    const size_t at = line.find("Error: ");
-    if (at != std::string::npos && line.find_first_of(" \t") > at) error = line.substr(at + 7);
+    const size_t start = line.find_first_not_of(" \t");
+    if (start == std::string::npos) continue;
+    const std::string text = line.substr(start);
+    if (text.rfind("frame #", 0) == 0 || text.rfind("Exception raised from", 0) == 0) continue;
+    if (first.empty()) first = text;
+    const size_t at = text.find("Error: ");
+    if (at != std::string::npos && text.find_first_of(" \t") > at) error = text.substr(at + 7);
   }
-  return error.empty() ? last : error;
+  return error.empty() ? first : error;
 }
 
 /// Registers `script`'s parameters, buffers and submodules (recursively) in `node`: the same tensors.

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "flatmin/core/error.h"
+#include "flatmin/core/runtime.h"
 
 namespace flatmin::reports {
 namespace {
@@ -186,7 +187,7 @@ std::string html_page(const Sweep& sweep, const Report& report, const std::vecto
        << " runs, " << final_runs << " final (" << done << " done)";
   if (!sweep.select_metric.empty())
     html << " · settings chosen by " << html_escape(sweep.select_mode + " " + sweep.select_metric);
-  html << "</p>\n";
+  html << " · drawn by " << html_escape(version_string()) << "</p>\n";
   if (!sweep.complete)
     html << "<p class=\"headline\">The sweep is not complete: runs remain to be planned or run; these numbers will "
             "change.</p>\n";

@@ -9,6 +9,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "flatmin/core/runtime.h"
+
 namespace flatmin::reports {
 namespace {
 
@@ -426,6 +428,7 @@ std::string paired_csv(const Report& report) {
 std::string results_json(const Sweep& sweep, const Report& report) {
   json j;
   j["format"] = "flatmin-report/1";
+  j["flatmin"] = version_string();  // what drew the report (the runs' own versions are in their config.json)
   j["experiment"] = {{"name", sweep.name}, {"file", sweep.file}, {"description", sweep.description},
                      {"command", sweep.command}};
   j["select"] = sweep.select_metric.empty() ? json(nullptr)

@@ -26,16 +26,16 @@ bool matches(const std::string& pattern, const std::string& name) {
 
 }  // namespace
 
-std::string resolve_init_path(const std::string& path) {
+std::string resolve_init_path(const std::string& path, const std::string& what) {
   namespace fs = std::filesystem;
   std::error_code ec;
-  check(!path.empty(), "--init: empty path");
+  check(!path.empty(), what + ": empty path");
   if (fs::is_directory(path, ec)) {
     const std::string file = (fs::path(path) / "model.ckpt").string();
     check(fs::is_regular_file(file, ec), path + ": no model.ckpt in this directory (has its run finished?)");
     return file;
   }
-  check(fs::exists(path, ec), path + ": init file not found");
+  check(fs::exists(path, ec), path + ": " + what + " not found");
   return path;
 }
 

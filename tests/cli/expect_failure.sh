@@ -10,4 +10,5 @@ fail() { echo "FAIL: $*"; echo "--- output of: $*"; echo "$output"; exit 1; }
 [ "$status" -lt 128 ] || fail "killed by a signal (status $status)"
 echo "$output" | grep -Eq -- "$regex" || fail "output does not match /$regex/"
 echo "$output" | grep -Eq "terminate called|Exception raised from|Segmentation|Aborted" && fail "crash or backtrace"
+echo "$output" | grep -Eq "frame #[0-9]+|<unknown function>|\(0x[0-9a-f]+ in " && fail "a LibTorch stack frame in the message"
 echo "ok: status $status: $(echo "$output" | head -n 1)"

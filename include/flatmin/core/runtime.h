@@ -25,7 +25,13 @@ ThreadCounts num_threads();
 /// Returns false where it could not be applied (not glibc).
 bool tune_malloc_for_training();
 
-/// "flatmin 0.1.0 (LibTorch 1.13.1)".
+/// flatmin's version, "0.1.0" (set in CMakeLists.txt's project(), nowhere else).
+std::string version();
+/// The git commit the library was built from, 12 hex digits, "-dirty" with uncommitted changes; "unknown"
+/// outside a git checkout.
+std::string build_commit();
+/// "flatmin 0.1.0 (commit 0123456789ab, LibTorch 1.13.0)": what --version prints and every config.json,
+/// geometry.json and report records.
 std::string version_string();
 
 }  // namespace flatmin

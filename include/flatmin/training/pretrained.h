@@ -31,8 +31,9 @@ struct InitOptions {
   TORCH_ARG(std::vector<std::string>, freeze) = {};
 };
 
-/// `path` itself, or `path`/model.ckpt when it is a directory. Throws flatmin::Error when neither exists.
-std::string resolve_init_path(const std::string& path);
+/// `path` itself, or `path`/model.ckpt when it is a directory. Throws flatmin::Error when neither exists,
+/// naming `path` as `what` ("init file"; "run or checkpoint to export", ...).
+std::string resolve_init_path(const std::string& path, const std::string& what = "init file");
 
 /// What loading a pretrained network into a new model did, for the run's one-line report.
 struct PretrainedReport {
