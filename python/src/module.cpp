@@ -155,8 +155,11 @@ class Engine {
   int64_t pass_ = -1;  // the evaluation the closure is running, -1 outside a step
 };
 
+// Named parameter tensors, as flatmin/geometry.py passes them.
+using Parameters = std::vector<std::pair<std::string, at::Tensor>>;
+
 // The objective Σ_b weights[b]·loss(b) of a Python loss: `batch_loss(b)` returns batch b's scalar loss.
-geometry::Objective python_objective(const std::vector<std::pair<std::string, at::Tensor>>& parameters,
+geometry::Objective python_objective(const Parameters& parameters,
                                      py::function batch_loss, std::vector<double> weights) {
   std::vector<geometry::NamedParameter> named;
   for (const auto& [name, tensor] : parameters) named.push_back({name, tensor});
@@ -178,6 +181,15 @@ geometry::Objective python_objective(const std::vector<std::pair<std::string, at
     return t.reshape({});
   };
   return geometry::Objective(std::move(named), std::move(loss), std::move(weights));
+}
+
+// `measure(objective)` on the objective of a Python loss, run with the GIL released: LibTorch's autograd engine
+// refuses it, and the loss takes it back for each batch. The result is plain C++, built without Python.
+template <typename Measure>
+auto measured(const Parameters& parameters, py::function batch_loss, std::vector<double> weights, Measure measure) {
+  const geometry::Objective objective = python_objective(parameters, std::move(batch_loss), std::move(weights));
+  py::gil_scoped_release no_gil;
+  return measure(objective);
 }
 
 py::dict trace_dict(const geometry::TraceResult& r) {
@@ -316,41 +328,35 @@ PYBIND11_MODULE(_flatmin, m) {
       py::arg("run_or_checkpoint"));
 
   // Measurements of a Python loss (flatmin/geometry.py prepares the parameters, batches and mode).
+  using python::Parameters;
   m.def(
       "hessian_trace",
-      [](const std::vector<std::pair<std::string, at::Tensor>>& parameters, py::function batch_loss,
-         std::vector<double> weights, double tol, int64_t max_probes, int64_t min_probes, const std::string& stop_rule,
-         uint64_t seed) {
+      [](const Parameters& parameters, py::function batch_loss, std::vector<double> weights, double tol,
+         int64_t max_probes, int64_t min_probes, const std::string& stop_rule, uint64_t seed) {
         check(stop_rule == "se" || stop_rule == "pyhessian", "flatmin.geometry: stop_rule '" + stop_rule +
                                                                  "': 'se' (the standard error) or 'pyhessian'");
-        const geometry::Objective objective = python::python_objective(parameters, std::move(batch_loss), std::move(weights));
-        geometry::TraceResult result;
-        {
-          py::gil_scoped_release no_gil;
-          result = geometry::hutchinson_trace(
-              objective, geometry::TraceOptions()
-                             .rel_tol(tol)
-                             .max_probes(max_probes)
-                             .min_probes(std::min(min_probes, max_probes))
-                             .stop_rule(stop_rule == "pyhessian" ? geometry::TraceStopRule::kPyHessianChange
-                                                                 : geometry::TraceStopRule::kStandardError)
-                             .seed(seed));
-        }
-        return python::trace_dict(result);
+        const auto options = geometry::TraceOptions()
+                                 .rel_tol(tol)
+                                 .max_probes(max_probes)
+                                 .min_probes(std::min(min_probes, max_probes))
+                                 .stop_rule(stop_rule == "pyhessian" ? geometry::TraceStopRule::kPyHessianChange
+                                                                     : geometry::TraceStopRule::kStandardError)
+                                 .seed(seed);
+        return python::trace_dict(python::measured(parameters, std::move(batch_loss), std::move(weights),
+                                                   [&](const auto& objective) {
+                                                     return geometry::hutchinson_trace(objective, options);
+                                                   }));
       },
       py::arg("parameters"), py::arg("batch_loss"), py::arg("weights"), py::arg("tol"), py::arg("max_probes"),
       py::arg("min_probes"), py::arg("stop_rule"), py::arg("seed"));
   m.def(
       "spectral_density",
-      [](const std::vector<std::pair<std::string, at::Tensor>>& parameters, py::function batch_loss,
-         std::vector<double> weights, int64_t runs, int64_t iterations, int64_t grid_points, uint64_t seed) {
-        const geometry::Objective objective = python::python_objective(parameters, std::move(batch_loss), std::move(weights));
-        geometry::DensityResult r;
-        {
-          py::gil_scoped_release no_gil;
-          r = geometry::spectral_density(
-              objective, geometry::DensityOptions().runs(runs).iterations(iterations).grid_points(grid_points).seed(seed));
-        }
+      [](const Parameters& parameters, py::function batch_loss, std::vector<double> weights, int64_t runs,
+         int64_t iterations, int64_t grid_points, uint64_t seed) {
+        const auto options = geometry::DensityOptions().runs(runs).iterations(iterations).grid_points(grid_points).seed(seed);
+        const geometry::DensityResult r = python::measured(
+            parameters, std::move(batch_loss), std::move(weights),
+            [&](const auto& objective) { return geometry::spectral_density(objective, options); });
         return py::dict(py::arg("grid") = r.grid, py::arg("density") = r.density, py::arg("bandwidth") = r.bandwidth,
                         py::arg("mass") = r.mass, py::arg("nodes") = r.nodes, py::arg("weights") = r.weights,
                         py::arg("trace_estimate") = r.trace_estimate, py::arg("hvps") = r.hvps,
@@ -360,25 +366,21 @@ PYBIND11_MODULE(_flatmin, m) {
       py::arg("grid_points"), py::arg("seed"));
   m.def(
       "noise_stability_gap",
-      [](const std::vector<std::pair<std::string, at::Tensor>>& parameters, py::function batch_loss,
-         std::vector<double> weights, std::vector<double> sigmas, int64_t draws, const std::string& law,
-         bool antithetic, double trace, double trace_std_error, double trace_tol, int64_t max_probes, uint64_t seed) {
-        const geometry::Objective objective = python::python_objective(parameters, std::move(batch_loss), std::move(weights));
-        const noise::NoiseLaw noise_law = noise::parse_noise_law(law);
-        geometry::GapResult r;
-        {
-          py::gil_scoped_release no_gil;
-          r = geometry::perturbation_gap(objective,
-                                         geometry::GapOptions()
-                                             .sigmas(std::move(sigmas))
-                                             .draws(draws)
-                                             .law(noise_law)
-                                             .antithetic(antithetic)
-                                             .seed(seed)
-                                             .trace(trace)
-                                             .trace_std_error(trace_std_error)
-                                             .trace_options(geometry::TraceOptions().rel_tol(trace_tol).max_probes(max_probes).seed(seed)));
-        }
+      [](const Parameters& parameters, py::function batch_loss, std::vector<double> weights, std::vector<double> sigmas,
+         int64_t draws, const std::string& law, bool antithetic, double trace, double trace_std_error,
+         double trace_tol, int64_t max_probes, uint64_t seed) {
+        const auto options = geometry::GapOptions()
+                                 .sigmas(std::move(sigmas))
+                                 .draws(draws)
+                                 .law(noise::parse_noise_law(law))
+                                 .antithetic(antithetic)
+                                 .seed(seed)
+                                 .trace(trace)
+                                 .trace_std_error(trace_std_error)
+                                 .trace_options(geometry::TraceOptions().rel_tol(trace_tol).max_probes(max_probes).seed(seed));
+        const geometry::GapResult r = python::measured(
+            parameters, std::move(batch_loss), std::move(weights),
+            [&](const auto& objective) { return geometry::perturbation_gap(objective, options); });
         py::list rows;
         for (const auto& row : r.rows)
           rows.append(py::dict(py::arg("sigma") = row.sigma, py::arg("gap") = row.gap, py::arg("gap_std") = row.gap_std,
@@ -396,14 +398,9 @@ PYBIND11_MODULE(_flatmin, m) {
       py::arg("max_probes"), py::arg("seed"));
   m.def(
       "gradient_norm",
-      [](const std::vector<std::pair<std::string, at::Tensor>>& parameters, py::function batch_loss,
-         std::vector<double> weights) {
-        const geometry::Objective objective = python::python_objective(parameters, std::move(batch_loss), std::move(weights));
-        geometry::GradientResult r;
-        {
-          py::gil_scoped_release no_gil;
-          r = geometry::gradient(objective);
-        }
+      [](const Parameters& parameters, py::function batch_loss, std::vector<double> weights) {
+        const geometry::GradientResult r = python::measured(parameters, std::move(batch_loss), std::move(weights),
+                                                            [](const auto& objective) { return geometry::gradient(objective); });
         py::dict layers;
         for (size_t i = 0; i < r.names.size(); ++i) layers[py::str(r.names[i])] = r.layer_norms[i];
         return py::dict(py::arg("loss") = r.loss, py::arg("norm") = r.norm, py::arg("per_layer") = layers);
@@ -411,18 +408,14 @@ PYBIND11_MODULE(_flatmin, m) {
       py::arg("parameters"), py::arg("batch_loss"), py::arg("weights"));
   m.def(
       "top_eigenvalues",
-      [](const std::vector<std::pair<std::string, at::Tensor>>& parameters, py::function batch_loss,
-         std::vector<double> weights, int64_t k, double tol, int64_t max_iterations, uint64_t seed) {
-        const geometry::Objective objective = python::python_objective(parameters, std::move(batch_loss), std::move(weights));
-        geometry::EigenResult r;
-        {
-          py::gil_scoped_release no_gil;
-          r = geometry::top_eigenvalues(objective, geometry::EigenOptions()
-                                                       .k(std::min<int64_t>(k, objective.dim()))
-                                                       .tol(tol)
-                                                       .max_iterations(max_iterations)
-                                                       .seed(seed));
-        }
+      [](const Parameters& parameters, py::function batch_loss, std::vector<double> weights, int64_t k, double tol,
+         int64_t max_iterations, uint64_t seed) {
+        const geometry::EigenResult r = python::measured(
+            parameters, std::move(batch_loss), std::move(weights), [&](const geometry::Objective& objective) {
+              return geometry::top_eigenvalues(
+                  objective,
+                  geometry::EigenOptions().k(std::min<int64_t>(k, objective.dim())).tol(tol).max_iterations(max_iterations).seed(seed));
+            });
         return py::dict(py::arg("values") = r.values, py::arg("residuals") = r.residuals,
                         py::arg("converged") = r.converged, py::arg("iterations") = r.iterations,
                         py::arg("hvps") = r.hvps, py::arg("seconds") = r.seconds);
