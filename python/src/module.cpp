@@ -6,8 +6,6 @@
 // method: the points, the noise, the restoration of W and the combination, all in C++.
 #include <torch/extension.h>
 
-#include <filesystem>
-#include <fstream>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -305,14 +303,7 @@ PYBIND11_MODULE(_flatmin, m) {
       [](const std::string& run_or_checkpoint) {
         const std::string path = training::resolve_init_path(run_or_checkpoint, "run or checkpoint");
         const training::CheckpointContents ck = training::load_checkpoint(path);
-        namespace fs = std::filesystem;
-        const fs::path scratch = fs::temp_directory_path() / ("flatmin-load-" + std::to_string(::getpid()) + "-" +
-                                                              ck.checksum() + ".pt");
-        models::export_torchscript(ck.model, ck.spec, scratch.string());
-        std::ifstream in(scratch, std::ios::binary);
-        const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-        std::error_code ec;
-        fs::remove(scratch, ec);
+        const std::string bytes = models::torchscript_bytes(ck.model, ck.spec);
         auto values = [](const at::Tensor& t) {
           std::vector<double> v;
           if (!t.defined()) return v;

@@ -259,9 +259,9 @@ torch::jit::Module export_resnet(const torch::nn::Module& m, const std::string& 
   return out;
 }
 
-}  // namespace
-
-void export_torchscript(const Model& model, const ModelSpec& spec, const std::string& path) {
+// The TorchScript module export_torchscript writes: a TorchScript model as itself, flatmin's architectures
+// rebuilt.
+torch::jit::Module as_torchscript(const Model& model, const ModelSpec& spec) {
   check(static_cast<bool>(model), "export: no model");
   torch::jit::Module script;
   if (ScriptedModuleImpl* scripted = as_scripted(model)) {
@@ -280,6 +280,19 @@ void export_torchscript(const Model& model, const ModelSpec& spec, const std::st
     }
     script.eval();
   }
+  return script;
+}
+
+}  // namespace
+
+std::string torchscript_bytes(const Model& model, const ModelSpec& spec) {
+  std::ostringstream out;
+  as_torchscript(model, spec).save(out);
+  return out.str();
+}
+
+void export_torchscript(const Model& model, const ModelSpec& spec, const std::string& path) {
+  const torch::jit::Module script = as_torchscript(model, spec);
   try {
     script.save(path);
   } catch (const std::exception& e) {

@@ -48,5 +48,7 @@ void check_model_fits(const Model& model, const at::Tensor& sample, int64_t num_
 /// TorchScript model as itself, flatmin's mlp, cnn and ResNets as equivalent TorchScript modules with the same
 /// parameter and buffer names (in eval mode). Throws flatmin::Error on an unknown architecture or I/O failure.
 void export_torchscript(const Model& model, const ModelSpec& spec, const std::string& path);
+/// The same TorchScript file's bytes, in memory (what Python's torch.jit.load reads from a BytesIO).
+std::string torchscript_bytes(const Model& model, const ModelSpec& spec);
 
 }  // namespace flatmin::models
