@@ -5,13 +5,22 @@
 
 #include <CLI/CLI.hpp>
 
+#include "flatmin/jobs/options.h"
+#include "flatmin/jobs/train.h"
+
 namespace flatmin::cli {
 
 using Action = std::function<int()>;
 
-/// Exit codes beyond 0 (done), 1 (error) and 2 (bad usage); `flatmin sweep` reads them from its runs.
-constexpr int kExitDiverged = 3;       ///< the loss became non-finite: the sweep records the run as diverged
-constexpr int kExitInterrupted = 130;  ///< stopped by SIGINT / SIGTERM after a checkpoint: resumable
+/// Exit codes beyond 0 (done), 1 (error) and 2 (bad usage), as the jobs define them.
+using jobs::kExitDiverged;
+using jobs::kExitInterrupted;
+/// The option checks and the shared --device / --precision options.
+using jobs::add_device_option;
+using jobs::add_precision_option;
+using jobs::integer_in;
+using jobs::number_at_least;
+using jobs::number_between;
 
 /// Adds `flatmin train`; the returned action runs it after parsing.
 Action add_train_command(CLI::App& app);

@@ -18,11 +18,10 @@
 #include <nlohmann/json.hpp>
 #include <torch/utils.h>
 
-#include "checkpoint_data.h"
+#include "flatmin/jobs/run_data.h"
 #include "commands.h"
-#include "device_option.h"
-#include "report_text.h"
-#include "validators.h"
+#include "flatmin/core/text.h"
+#include "flatmin/jobs/options.h"
 #include "flatmin/core/files.h"
 #include "flatmin/core/device.h"
 #include "flatmin/core/error.h"
@@ -35,6 +34,12 @@
 #include "flatmin/training/trainer.h"
 
 namespace flatmin::cli {
+
+using jobs::checked_split;
+using jobs::describe;
+using jobs::rebuild_data;
+using jobs::run_data_source;
+using jobs::RunData;
 
 namespace {
 
@@ -139,7 +144,7 @@ int run_landscape(const LandscapeArgs& a) {
     const data::DataSource source = run_data_source(path, a.data_dir);
     const std::string what = describe(source) + " " + source.labels() + " " + std::to_string(source.image_size());
     if (!raw.count(what)) raw.emplace(what, data::load_dataset(source));
-    const Data d = rebuild_data(ck, raw.at(what), describe(source), path);
+    const RunData d = rebuild_data(ck, raw.at(what), describe(source), path);
     const data::Dataset sample = geometry::sample_examples(checked_split(d, a.split, ck, path), a.examples, a.sample_seed);
     std::vector<at::Tensor> params;
     for (const auto& p : geometry::trainable_parameters(*ck.model.module())) params.push_back(p.tensor);

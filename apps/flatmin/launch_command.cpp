@@ -24,7 +24,7 @@
 
 #include "commands.h"
 #include "subprocess.h"
-#include "validators.h"
+#include "flatmin/jobs/options.h"
 #include "flatmin/core/error.h"
 
 namespace flatmin::cli {

@@ -66,6 +66,9 @@ int main(int argc, char** argv) {
   } catch (const CLI::Error& e) {  // an option conflict found after parsing
     std::cerr << "error: " << e.what() << '\n';
     return 2;
+  } catch (const flatmin::UsageError& e) {
+    std::cerr << "error: " << e.what() << '\n';
+    return 2;
   } catch (const flatmin::Error& e) {
     std::cerr << "error: " << e.what() << '\n';
   } catch (const c10::Error& e) {

@@ -17,7 +17,7 @@
 #include "flatmin/sensing/matrix_sensing.h"
 #include "flatmin/training/metrics_log.h"
 #include "flatmin/training/progress.h"
-#include "validators.h"
+#include "flatmin/jobs/options.h"
 
 namespace flatmin::cli {
 

@@ -19,10 +19,9 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
-#include "device_option.h"
-#include "report_text.h"
+#include "flatmin/core/text.h"
 #include "subprocess.h"
-#include "validators.h"
+#include "flatmin/jobs/options.h"
 #include "flatmin/core/files.h"
 #include "flatmin/core/device.h"
 #include "flatmin/core/error.h"

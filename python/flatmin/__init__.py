@@ -11,7 +11,7 @@ import torch  # noqa: F401  (loads LibTorch the way Python's torch does, before 
 
 import os as _os
 
-from ._flatmin import Error, method_names, noise, set_num_threads, tune_malloc, version
+from ._flatmin import Error, method_names, noise, run_seeds, set_num_threads, tune_malloc, version
 
 # As the CLI does: glibc's thresholds raised so that the large activation buffers of every pass stay in the
 # heap instead of being mapped and unmapped (page-faulted) each time (docs/PERFORMANCE.md). Process-wide;
@@ -19,7 +19,8 @@ from ._flatmin import Error, method_names, noise, set_num_threads, tune_malloc, 
 if not _os.environ.get("FLATMIN_NO_MALLOC_TUNING"):
     tune_malloc()
 from . import geometry, optim
+from .jobs import TrainResult, measure, train
 from .runs import LoadedModel, load, read_metrics
 
 __all__ = ["Error", "optim", "geometry", "load", "read_metrics", "LoadedModel", "noise", "method_names",
-           "set_num_threads", "tune_malloc", "version"]
+           "run_seeds", "set_num_threads", "tune_malloc", "version", "train", "measure", "TrainResult"]

@@ -17,7 +17,7 @@ import torch
 from . import _flatmin
 
 __all__ = ["hessian_trace", "top_eigenvalues", "spectral_density", "noise_stability_gap", "normalized_trace",
-           "TraceResult", "EigenResult", "Result"]
+           "pac_bayes", "TraceResult", "EigenResult", "Result"]
 
 
 class TraceResult:
@@ -175,3 +175,60 @@ def normalized_trace(model, loss_fn, batches, *, tol=0.01, max_probes=1000, seed
     return Result({"value": t["value"] / g2 if g2 > 0 else float("inf"),
                    "stderr": t["stderr"] / g2 if g2 > 0 else float("nan"),
                    "trace": t["value"], "trace_stderr": t["stderr"], "grad_norm": g["norm"], "loss": g["loss"]})
+
+
+def pac_bayes(model, loss_fn, examples, *, reference, n, train_loss, test_loss=float("nan"), loss_bound=None,
+              probes=10, refine_top=5, refine_probes=None, seed=0, mode="eval", parameters=None):
+    """The NSO paper's PAC-Bayes bound (Theorem 2.2 of the review version, 2.1 of the TMLR one), from measured
+    inputs: L(W) ≤ L̂(W) + √(C·α·r²/n) (ε → 0, the O(n^(-3/4)) term dropped), as ``flatmin geometry --measures
+    pac-bayes`` computes it.
+
+    - α: the largest per-example Hessian trace Tr∇²ℓ over ``examples`` (an iterable of batches, each *one*
+      example: the CLI takes a sample of the training and test sets), each by Hutchinson with ``probes`` probes
+      (seed ``seed + i`` for example i); the ``refine_top`` largest are measured again with ``refine_probes``
+      (default 10·probes) fresh probes, against the upward bias of a maximum of noisy estimates. Also the mean.
+    - r = ‖W − W₀‖ over the measured parameters, W₀ from ``reference`` (a module with the same parameter names,
+      or a state_dict: the initial or pretrained weights).
+    - ``n`` training examples; ``train_loss`` L̂(W) (and ``test_loss`` for the observed gap); C =
+      ``loss_bound``, default the largest loss among the examples.
+
+    Returns ``alpha_max`` (± ``alpha_max_stderr``), ``alpha_mean`` (± ``alpha_mean_stderr``), ``radius``,
+    ``loss_bound``, and for α max and α mean the ``complexity`` √(C·α·r²/n) and the ``bound``; ``observed_gap``.
+    """
+    params = _parameters(model, parameters)
+    units = _batches(examples)
+    ref = reference.state_dict() if isinstance(reference, torch.nn.Module) else dict(reference)
+    radius2 = 0.0
+    for name, p in params:
+        if name not in ref:
+            raise _flatmin.Error(f"flatmin.geometry.pac_bayes: reference has no parameter {name!r}")
+        if tuple(ref[name].shape) != tuple(p.shape):
+            raise _flatmin.Error(f"flatmin.geometry.pac_bayes: reference's {name!r} has shape "
+                                 f"{tuple(ref[name].shape)}, the model's {tuple(p.shape)}")
+        radius2 += float((p.detach().double() - ref[name].detach().to(p.device).double()).pow(2).sum())
+    refine_probes = 10 * probes if refine_probes is None else refine_probes
+
+    def trace_of(i, count, key):
+        return _flatmin.hessian_trace(params, lambda b: loss_fn(model, units[i]), [1.0], 0.0, int(count), int(count),
+                                      "se", int(key))
+
+    with _measuring(model, mode):
+        estimates = [trace_of(i, probes, seed + i) for i in range(len(units))]
+        for i in sorted(range(len(units)), key=lambda j: estimates[j]["value"], reverse=True)[:refine_top]:
+            estimates[i] = trace_of(i, refine_probes, seed + len(units) + i)
+        with torch.no_grad():
+            losses = [float(loss_fn(model, u)) for u in units]
+    values = [e["value"] for e in estimates]
+    top = max(range(len(values)), key=values.__getitem__)
+    mean = sum(values) / len(values)
+    mean_se = (sum(e["stderr"] ** 2 for e in estimates) ** 0.5) / len(values)
+    c = max(losses) if loss_bound is None else float(loss_bound)
+    radius = radius2 ** 0.5
+    out = {"alpha_max": values[top], "alpha_max_stderr": estimates[top]["stderr"], "alpha_mean": mean,
+           "alpha_mean_stderr": mean_se, "examples": len(units), "radius": radius, "n": int(n), "loss_bound": c,
+           "train_loss": float(train_loss), "test_loss": float(test_loss)}
+    for name, alpha in (("alpha_max", values[top]), ("alpha_mean", mean)):
+        b = _flatmin.pac_bayes_bound(float(train_loss), float(test_loss), max(0.0, alpha), radius, int(n), c)
+        out["complexity_" + name], out["bound_" + name] = b["complexity"], b["bound"]
+        out["observed_gap"] = b["observed_gap"]
+    return Result(out)

@@ -14,8 +14,10 @@
 #include <torch/optim/optimizer.h>
 #include <torch/serialize.h>
 
+#include "bindings.h"
 #include "flatmin/core/error.h"
 #include "flatmin/core/runtime.h"
+#include "flatmin/core/seed.h"
 #include "flatmin/geometry/objective.h"
 #include "flatmin/geometry/perturbation.h"
 #include "flatmin/geometry/spectrum.h"
@@ -294,6 +296,18 @@ PYBIND11_MODULE(_flatmin, m) {
         return py::dict(py::arg("torch") = t.torch_intra_op, py::arg("blas") = t.blas);
       },
       py::arg("n"));
+  // The seed of each purpose a CLI run with --seed SEED derives: a Python loop reproducing a CLI run takes its
+  // batch order from torch.randperm with a generator seeded by "shuffle", its noise from "noise".
+  m.def(
+      "run_seeds",
+      [](uint64_t seed) {
+        return py::dict(py::arg("model_init") = derive_seed(seed, SeedStream::kModelInit),
+                        py::arg("data_split") = derive_seed(seed, SeedStream::kDataSplit),
+                        py::arg("shuffle") = derive_seed(seed, SeedStream::kShuffle),
+                        py::arg("noise") = derive_seed(seed, SeedStream::kNoise),
+                        py::arg("augment") = derive_seed(seed, SeedStream::kAugment));
+      },
+      py::arg("seed"));
   m.def("tune_malloc", &tune_malloc_for_training);
   m.def("version", &version_string);
 
@@ -398,6 +412,17 @@ PYBIND11_MODULE(_flatmin, m) {
       },
       py::arg("parameters"), py::arg("batch_loss"), py::arg("weights"));
   m.def(
+      "pac_bayes_bound",
+      [](double train_loss, double test_loss, double alpha, double radius, int64_t n, double loss_bound) {
+        const geometry::PacBayesResult r = geometry::pac_bayes_bound(
+            geometry::PacBayesInputs().train_loss(train_loss).test_loss(test_loss).alpha(alpha).radius(radius).n(n).loss_bound(
+                loss_bound));
+        return py::dict(py::arg("complexity") = r.complexity, py::arg("bound") = r.bound,
+                        py::arg("predicted_gap") = r.predicted_gap, py::arg("observed_gap") = r.observed_gap);
+      },
+      py::arg("train_loss"), py::arg("test_loss"), py::arg("alpha"), py::arg("radius"), py::arg("n"),
+      py::arg("loss_bound"));
+  m.def(
       "top_eigenvalues",
       [](const Parameters& parameters, py::function batch_loss, std::vector<double> weights, int64_t k, double tol,
          int64_t max_iterations, uint64_t seed) {
@@ -413,4 +438,6 @@ PYBIND11_MODULE(_flatmin, m) {
       },
       py::arg("parameters"), py::arg("batch_loss"), py::arg("weights"), py::arg("k"), py::arg("tol"),
       py::arg("max_iterations"), py::arg("seed"));
+
+  python::bind_jobs(m);
 }

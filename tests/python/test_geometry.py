@@ -133,3 +133,25 @@ def test_density_gap_and_normalized_trace_against_exact_values():
     grad_norm = torch.cat([p.grad.reshape(-1) for p in model.parameters()]).norm().item()
     assert c.grad_norm == pytest.approx(grad_norm, rel=1e-10)
     assert c.value == pytest.approx(c.trace / grad_norm ** 2, rel=1e-12)
+
+
+def test_pac_bayes_from_exact_per_example_traces():
+    model, x, y = tiny_problem()
+    examples = [(x[i:i + 1], y[i:i + 1]) for i in range(8)]
+    exact = [float(torch.trace(exact_hessian(model, ex[0], ex[1]))) for ex in examples]
+    torch.manual_seed(1)
+    reference = torch.nn.Sequential(torch.nn.Linear(4, 5), torch.nn.Tanh(), torch.nn.Linear(5, 3)).double()
+    radius = float(torch.cat([(p - q).reshape(-1) for p, q in zip(model.parameters(), reference.parameters())]).norm())
+    r = geometry.pac_bayes(model, loss_fn, examples, reference=reference, n=1000, train_loss=0.5, test_loss=0.7,
+                           probes=40, refine_top=8, refine_probes=400, seed=3)
+    # Every example refined: the max estimate is the exact max within 3 of its standard errors.
+    assert abs(r.alpha_max - max(exact)) <= 3 * r.alpha_max_stderr + 1e-12
+    assert abs(r.alpha_mean - sum(exact) / len(exact)) <= 3 * r.alpha_mean_stderr + 1e-12
+    assert r.radius == pytest.approx(radius, rel=1e-12)
+    with torch.no_grad():
+        c = max(float(loss_fn(model, ex)) for ex in examples)
+    assert r.loss_bound == pytest.approx(c)
+    assert r.bound_alpha_max == pytest.approx(0.5 + (c * r.alpha_max * radius ** 2 / 1000) ** 0.5, rel=1e-12)
+    assert r.observed_gap == pytest.approx(0.2)
+    with pytest.raises(flatmin.Error, match="reference has no parameter '0.weight'"):
+        geometry.pac_bayes(model, loss_fn, examples, reference={}, n=10, train_loss=0.1)

@@ -460,9 +460,11 @@ TEST_F(ReportFakeSweep, NamedPairsAreComparedSeedBySeedToo) {
   // best other is sgd (on fm5-50 it is nso already).
   EXPECT_EQ(pairs, (std::vector<std::string>{"fm5-50:sgd-label-smoothing", "c10_5:sgd-label-smoothing",
                                              "c10_5:label-smoothing-nso"}));
-  for (const PairedComparison& c : report.paired)
-    if (c.basis == "pair" && c.task == "fm5-50")  // seeds 0, 1 (label-smoothing's seed 2 failed)
+  for (const PairedComparison& c : report.paired) {
+    if (c.basis == "pair" && c.task == "fm5-50") {  // seeds 0, 1 (label-smoothing's seed 2 failed)
       EXPECT_EQ(c.metrics.front().stats.n, 2);
+    }
+  }
   const std::vector<Table> tables = result_tables(sweep, report);
   bool named = false;
   for (const Table& t : tables)

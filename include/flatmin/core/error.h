@@ -12,6 +12,13 @@ class Error : public std::runtime_error {
   explicit Error(const std::string& message) : std::runtime_error(message) {}
 };
 
+/// A combination of options that cannot run together, found after parsing (the CLI exits 2, as for any
+/// usage error).
+class UsageError : public Error {
+ public:
+  using Error::Error;
+};
+
 /// The first line of `text`: LibTorch's messages carry a backtrace after it, and flatmin's errors are one line.
 inline std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
 

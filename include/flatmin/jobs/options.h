@@ -1,6 +1,8 @@
 #pragma once
-// Option checks whose messages say what is wrong in words ("must be in [0, 1)"), not as CLI11's numeric
-// ranges, and which reject a non-number as such.
+/// The options of the jobs, defined once for both faces: the CLI's subcommands and Python's flatmin.train
+/// parse them with these definitions (CLI11, header-only: a program including this header needs it).
+/// Option checks say what is wrong in words ("must be in [0, 1)"), not as CLI11's numeric ranges, and reject
+/// a non-number as such.
 
 #include <cerrno>
 #include <cmath>
@@ -10,7 +12,10 @@
 
 #include <CLI/CLI.hpp>
 
-namespace flatmin::cli {
+#include "flatmin/jobs/geometry.h"
+#include "flatmin/jobs/train.h"
+
+namespace flatmin::jobs {
 
 /// A finite number in the interval from lo to hi, each end open or closed.
 inline CLI::Validator number_between(double lo, double hi, bool lo_closed = true, bool hi_closed = true) {
@@ -49,4 +54,30 @@ inline CLI::Validator integer_in(long long lo, long long hi = std::numeric_limit
       range);
 }
 
-}  // namespace flatmin::cli
+inline CLI::Option* add_device_option(CLI::App* cmd, std::string* device, const std::string& group) {
+  return cmd
+      ->add_option("--device", *device,
+                   "cpu | cuda | cuda:N: where the model, batches, noise and measures live (cuda needs flatmin "
+                   "built against a CUDA LibTorch: docs/GPU.md)")
+      ->group(group);
+}
+
+inline CLI::Option* add_precision_option(CLI::App* cmd, std::string* precision, const std::string& group) {
+  return cmd
+      ->add_option("--precision", *precision,
+                   "fp32 | bf16: forward passes in bf16 autocast (weights, gradients, noise and the methods' "
+                   "combination stay fp32)")
+      ->check(CLI::IsMember({"fp32", "bf16"}))
+      ->group(group);
+}
+
+/// The options of `flatmin train` on `cmd` (its help text and footer too), bound to `job`'s fields.
+void add_train_options(CLI::App& cmd, TrainJob& job);
+/// After parsing: records which options were given and rejects the combinations that cannot run together
+/// (throws CLI::ValidationError naming the option).
+void finish_train_options(const CLI::App& cmd, TrainJob& job);
+
+/// The options of `flatmin geometry` on `cmd` (its help text and footer too), bound to `job`'s fields.
+void add_geometry_options(CLI::App& cmd, GeometryJob& job);
+
+}  // namespace flatmin::jobs

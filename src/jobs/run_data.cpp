@@ -1,4 +1,4 @@
-#include "checkpoint_data.h"
+#include "flatmin/jobs/run_data.h"
 
 #include <filesystem>
 #include <fstream>
@@ -7,8 +7,9 @@
 
 #include "flatmin/core/error.h"
 #include "flatmin/core/seed.h"
+#include "run_record.h"
 
-namespace flatmin::cli {
+namespace flatmin::jobs {
 
 namespace {
 
@@ -72,11 +73,11 @@ std::string describe(const data::DataSource& source) {
   return source.kind() + " in " + data::resolved_dir(source);
 }
 
-Data rebuild_data(const training::CheckpointContents& ck, const data::DataSource& source, const std::string& name) {
+RunData rebuild_data(const training::CheckpointContents& ck, const data::DataSource& source, const std::string& name) {
   return rebuild_data(ck, data::load_dataset(source), describe(source), name);
 }
 
-Data rebuild_data(const training::CheckpointContents& ck, const data::TrainTest& raw, const std::string& what,
+RunData rebuild_data(const training::CheckpointContents& ck, const data::TrainTest& raw, const std::string& what,
                   const std::string& name) {
   json config = json::object();
   try {
@@ -84,7 +85,7 @@ Data rebuild_data(const training::CheckpointContents& ck, const data::TrainTest&
   } catch (const std::exception&) {
     config = json::object();
   }
-  Data out;
+  RunData out;
   std::optional<training::RunConfig> run_config;
   if (config.contains("split") && config.contains("seed")) {
     try {
@@ -126,7 +127,7 @@ Data rebuild_data(const training::CheckpointContents& ck, const data::TrainTest&
   return out;
 }
 
-const data::Dataset& checked_split(const Data& d, const std::string& split, const training::CheckpointContents& ck,
+const data::Dataset& checked_split(const RunData& d, const std::string& split, const training::CheckpointContents& ck,
                                    const std::string& path) {
   const data::Dataset* out = &d.splits.train;
   if (split == "test") {
@@ -142,4 +143,4 @@ const data::Dataset& checked_split(const Data& d, const std::string& split, cons
   return *out;
 }
 
-}  // namespace flatmin::cli
+}  // namespace flatmin::jobs

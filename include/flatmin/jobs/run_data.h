@@ -1,19 +1,17 @@
 #pragma once
-// Shared by the commands that measure a checkpoint (geometry, landscape): the data its run trained on.
+/// The data a run trained on, for the jobs that measure its checkpoints (geometry, landscape).
 
 #include <optional>
 #include <string>
-
-#include <nlohmann/json.hpp>
 
 #include "flatmin/data/dataset.h"
 #include "flatmin/data/sources.h"
 #include "flatmin/training/checkpoint.h"
 #include "flatmin/training/run.h"
 
-namespace flatmin::cli {
+namespace flatmin::jobs {
 
-struct Data {
+struct RunData {
   data::Splits splits;
   std::string source;
   bool has_val = false;
@@ -22,14 +20,9 @@ struct Data {
   std::optional<training::RunConfig> config;  ///< the run's whole config, when it parses
 };
 
-/// How flatmin train records its data in config.json: "data_dir" (the directory) and "dataset" (kind, CIFAR-100
-/// labels, image size).
-void record_data_source(nlohmann::ordered_json& config, const data::DataSource& source);
 /// The source a run's config.json recorded (older runs: Fashion-MNIST in their data_dir); nullopt when the file
 /// is missing or names none.
 std::optional<data::DataSource> recorded_data_source(const std::string& config_path);
-/// The same, from config.json already parsed (a non-object: nullopt).
-std::optional<data::DataSource> recorded_data_source(const nlohmann::json& config);
 
 /// The data source of a checkpoint: the one its run recorded in config.json (beside the checkpoint, or one
 /// folder up for checkpoints/step-*.ckpt), its directory replaced by `given_dir` (--data-dir) when not empty.
@@ -42,14 +35,14 @@ std::string describe(const data::DataSource& source);
 /// The splits the checkpoint's run trained on: rebuilt from its config (RunConfig JSON: the split options and
 /// the seed, split seed derive_seed(seed, kDataSplit)) and checked against the stored normalisation. Without a
 /// config: the full train/test sets normalised with the stored statistics.
-Data rebuild_data(const training::CheckpointContents& ck, const data::DataSource& source, const std::string& name);
+RunData rebuild_data(const training::CheckpointContents& ck, const data::DataSource& source, const std::string& name);
 /// The same from data already read (commands that measure several checkpoints); `what` names it in messages.
-Data rebuild_data(const training::CheckpointContents& ck, const data::TrainTest& raw, const std::string& what,
+RunData rebuild_data(const training::CheckpointContents& ck, const data::TrainTest& raw, const std::string& what,
                   const std::string& name);
 
 /// The split named train | val | test of `d`, checked non-empty and against the model's input shape; throws
 /// flatmin::Error with one line otherwise. `path` names the checkpoint in messages.
-const data::Dataset& checked_split(const Data& d, const std::string& split, const training::CheckpointContents& ck,
+const data::Dataset& checked_split(const RunData& d, const std::string& split, const training::CheckpointContents& ck,
                                    const std::string& path);
 
-}  // namespace flatmin::cli
+}  // namespace flatmin::jobs

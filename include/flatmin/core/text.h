@@ -5,7 +5,7 @@
 #include <ctime>
 #include <string>
 
-namespace flatmin::cli {
+namespace flatmin {
 
 /// One number, printf-style ("%.4g").
 inline std::string format_number(double value, const char* format) {
@@ -25,4 +25,4 @@ inline std::string now_utc() {
   return buffer;
 }
 
-}  // namespace flatmin::cli
+}  // namespace flatmin
