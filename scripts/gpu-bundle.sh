@@ -11,6 +11,9 @@ rm -rf "$b"
 mkdir -p "$b/include" "$b/lib/cmake/tomlplusplus" "$b/share/cmake" "$b/src" "$b/fashion-mnist"
 cp -r /usr/include/CLI /usr/include/nlohmann /usr/include/toml++ /usr/include/zlib.h /usr/include/zconf.h "$b/include/"
 cp -r /usr/share/cmake/CLI11 /usr/share/cmake/nlohmann_json "$b/share/cmake/"
+# pybind11 (header-only; its CMake config finds the headers relative to itself) for the Python module.
+cp -r /usr/include/pybind11 "$b/include/"
+mkdir -p "$b/lib/cmake" && cp -r /usr/lib/cmake/pybind11 "$b/lib/cmake/"
 cp /usr/lib/x86_64-linux-gnu/libz.a "$b/lib/"
 # Debian builds toml++ as a shared library; the bundle uses it header-only (no C++ ABI to match).
 cat > "$b/lib/cmake/tomlplusplus/tomlplusplusConfig.cmake" <<'CMAKE'

@@ -25,10 +25,11 @@ cat "$out/machine.txt"
 
 log "configure"
 cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$bundle;$torch_prefix" \
+  -DPython3_EXECUTABLE="$(command -v python3)" \
   -DFLATMIN_GTEST_SOURCE="$bundle/src/googletest" > "$out/configure.log" 2>&1 || { tail -40 "$out/configure.log"; exit 1; }
 grep -E "flatmin:|Torch|CUDA" "$out/configure.log" | tee -a "$out/gpu-check.log"
 log "build"
-cmake --build build-gpu -j"$(nproc)" --target flatmin_cli test_noise test_training bench_step > "$out/build.log" 2>&1 \
+cmake --build build-gpu -j"$(nproc)" --target flatmin_cli test_noise test_training bench_step flatmin_python > "$out/build.log" 2>&1 \
   || { grep -E "error|Error" "$out/build.log" | head -40; exit 1; }
 log "build warnings (deprecations included): $(grep -c 'warning:' "$out/build.log")"
 grep -E "warning:" "$out/build.log" | sort | uniq -c | sort -rn | head -20 > "$out/warnings.txt"
@@ -41,6 +42,24 @@ tail -3 "$out/test_noise.log" | tee -a "$out/gpu-check.log"
 build-gpu/tests/test_training --gtest_filter='Gpu.*:Device.*:Autocast.*:FiniteCheck.*:ClipGradNorm.*:MemoryCounter.*' \
   > "$out/test_gpu.log" 2>&1 || status=1
 grep -E "^\[  (PASSED|FAILED|SKIPPED) |OK \]|FAILED \]" "$out/test_gpu.log" | tee -a "$out/gpu-check.log"
+
+log "Python module on the pip torch: an NSO and a SAM step on CUDA tensors, a trace"
+PYTHONPATH=build-gpu/python python3 - > "$out/python.log" 2>&1 <<'PY' || status=1
+import torch, torch.nn.functional as F, flatmin
+model = torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.GELU(), torch.nn.Linear(64, 10)).cuda()
+x, y = torch.randn(256, 32, device="cuda"), torch.randint(0, 10, (256,), device="cuda")
+for cls, kw in ((flatmin.optim.NSO, dict(sigma=0.01, k=2)), (flatmin.optim.SAM, dict(rho=0.05))):
+    opt = cls(model.parameters(), torch.optim.SGD, lr=0.1, **kw)
+    def closure():
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        return loss
+    print(cls.__name__, float(opt.step(closure)))
+t = flatmin.geometry.hessian_trace(model, lambda m, b: F.cross_entropy(m(b[0]), b[1]), (x, y), tol=0.05)
+print("trace", t)
+PY
+tail -3 "$out/python.log" | tee -a "$out/gpu-check.log"
 
 log "CLI on the GPU"
 build-gpu/flatmin train --device cuda --model cnn --method nso --epochs 2 --per-class 1000 --out "$out/run" \

@@ -22,12 +22,6 @@ struct ExportArgs {
   std::string torchscript;
 };
 
-std::vector<double> values(const at::Tensor& t) {
-  if (!t.defined()) return {};
-  const at::Tensor d = t.to(at::kDouble).contiguous();
-  return std::vector<double>(d.data_ptr<double>(), d.data_ptr<double>() + d.numel());
-}
-
 int run_export(const ExportArgs& a) {
   const std::string path = training::resolve_init_path(a.run, "run or checkpoint to export");
   const training::CheckpointContents ck = training::load_checkpoint(path);
@@ -39,14 +33,14 @@ int run_export(const ExportArgs& a) {
   j["model"] = ck.spec.name();
   j["input"] = {"N", ck.spec.in_channels(), ck.spec.image_size(), ck.spec.image_size()};
   j["num_classes"] = ck.spec.num_classes();
-  j["normalize"] = {{"mean", values(ck.channel_mean)}, {"std", values(ck.channel_std)}};
+  j["normalize"] = {{"mean", ck.mean_values()}, {"std", ck.std_values()}};
   j["usage"] = "model = torch.jit.load(path); model.eval(); logits = model((x - mean[None, :, None, None]) / "
                "std[None, :, None, None]) with x in [0, 1]";
   flatmin::write_text_file(a.torchscript + ".json", j.dump(2) + "\n");
   std::cout << "flatmin export: " << path << " (" << ck.spec.name() << ", crc32 " << ck.checksum() << ") -> "
             << a.torchscript << "\ninputs [N, " << ck.spec.in_channels() << ", " << ck.spec.image_size() << ", "
             << ck.spec.image_size() << "] in [0, 1], standardised per channel as in training (mean "
-            << nlohmann::json(values(ck.channel_mean)).dump() << ", std " << nlohmann::json(values(ck.channel_std)).dump()
+            << nlohmann::json(ck.mean_values()).dump() << ", std " << nlohmann::json(ck.std_values()).dump()
             << "; also in " << a.torchscript << ".json)\nin Python: model = torch.jit.load(\"" << a.torchscript
             << "\"); model.eval()\n";
   return 0;

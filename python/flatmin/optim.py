@@ -38,7 +38,7 @@ class _Method(torch.optim.Optimizer):
     _size = None  # the option a parameter group may set for its own tensors: "sigma" or "rho"
 
     def __init__(self, params, base_optimizer, method_options, *, seed=0, max_grad_norm=0.0, model=None,
-                 **base_kwargs):
+                 loss_scale=1.0, **base_kwargs):
         if not (isinstance(base_optimizer, type) and issubclass(base_optimizer, torch.optim.Optimizer)):
             raise TypeError(f"flatmin.optim.{type(self).__name__}: base_optimizer must be a torch.optim.Optimizer "
                             f"class such as torch.optim.SGD, got {base_optimizer!r}")
@@ -50,10 +50,28 @@ class _Method(torch.optim.Optimizer):
         self.state = self.base_optimizer.state
         tensors = [p for group in self.param_groups for p in group["params"] if p.requires_grad]
         self._engine = _flatmin.Engine(tensors, self._name, {k: v for k, v in method_options.items() if v is not None},
-                                       int(seed), float(max_grad_norm), self.base_optimizer.step)
+                                       int(seed), float(max_grad_norm), float(loss_scale), self.base_optimizer.step)
         self._size_default = method_options.get(self._size) if self._size else None
         if model is not None:
             self.track_buffers(model)
+
+    @property
+    def loss_scale(self):
+        """Mixed-precision loss scaling: the closure returns (and backpropagates) ``loss_scale`` × the true loss;
+        flatmin divides each pass's gradient by it as it folds the pass in, so the method's moves, clipping
+        (``max_grad_norm``) and the base step all see the true gradient, unscaled exactly once. Given at
+        construction (≠ 1) it also turns on the overflow check: a step whose losses or gradient are not finite
+        is skipped (``skipped`` is then True; lower the scale, as GradScaler does). Settable between steps."""
+        return self._engine.loss_scale
+
+    @loss_scale.setter
+    def loss_scale(self, value):
+        self._engine.loss_scale = float(value)
+
+    @property
+    def skipped(self):
+        """Whether the last step was skipped for a non-finite loss or gradient (only checked with a loss scale)."""
+        return self._engine.skipped
 
     def track_buffers(self, model):
         """Lets the method decide which passes update ``model``'s buffers (BatchNorm's running statistics)."""
@@ -200,7 +218,7 @@ class BSAM(torch.optim.Optimizer):
 
     def __init__(self, params, lr=0.5, *, train_size, rho=0.01, prior_precision=25.0, damping=0.1,
                  init_precision=1.0, beta1=0.9, beta2=0.999, noise_std=0.0, prior_mean="zero", bn_statistics="both",
-                 seed=0, max_grad_norm=0.0, model=None):
+                 seed=0, max_grad_norm=0.0, model=None, loss_scale=1.0):
         super().__init__(params, dict(lr=lr))
         if len(self.param_groups) != 1:
             raise _flatmin.Error("flatmin.optim.BSAM: one parameter group (its options are global)")
@@ -208,11 +226,13 @@ class BSAM(torch.optim.Optimizer):
         options = dict(train_size=train_size, rho=rho, prior_precision=prior_precision, damping=damping,
                        init_precision=init_precision, beta1=beta1, beta2=beta2, noise_std=noise_std,
                        prior_mean=prior_mean, bn_statistics=bn_statistics)
-        self._engine = _flatmin.Engine(tensors, options, int(seed), float(max_grad_norm), float(lr))
+        self._engine = _flatmin.Engine(tensors, options, int(seed), float(max_grad_norm), float(loss_scale), float(lr))
         if model is not None:
             self.track_buffers(model)
 
     track_buffers = _Method.track_buffers
+    loss_scale = _Method.loss_scale
+    skipped = _Method.skipped
     set_epoch = _Method.set_epoch
     evaluations = _Method.evaluations
     current_pass = _Method.current_pass

@@ -63,25 +63,25 @@ class PythonBase : public torch::optim::Optimizer {
 class Engine {
  public:
   Engine(std::vector<at::Tensor> params, const optim::MethodSpec& spec, uint64_t seed, double max_grad_norm,
-         py::function base_step)
-      : params_(params) {
-    check(!params.empty(), "flatmin.optim: no parameters to optimise");
+         double loss_scale, py::function base_step)
+      : params_(nonempty(std::move(params))) {
     check(spec.name() != "bsam", "flatmin.optim: bSAM has its own update rule: use flatmin.optim.BSAM");
-    optimizer_ = std::make_shared<optim::PerturbedOptimizer>(
-        std::make_shared<PythonBase>(std::move(params), std::move(base_step)), optim::make_method(spec),
-        optim::PerturbedOptimizerOptions().seed(seed).max_grad_norm(max_grad_norm).check_finite(false));
+    optimizer_ = std::make_shared<optim::PerturbedOptimizer>(std::make_shared<PythonBase>(params_, std::move(base_step)),
+                                                             optim::make_method(spec), step_options(seed, max_grad_norm, loss_scale));
   }
 
   // bSAM: its own update rule (BsamUpdate) as the base, at learning rate α = `lr` (set_lr before a step).
-  Engine(std::vector<at::Tensor> params, const optim::MethodSpec& spec, uint64_t seed, double max_grad_norm, double lr)
-      : params_(params) {
-    check(!params.empty(), "flatmin.optim: no parameters to optimise");
+  Engine(std::vector<at::Tensor> params, const optim::MethodSpec& spec, uint64_t seed, double max_grad_norm,
+         double loss_scale, double lr)
+      : params_(nonempty(std::move(params))) {
     const auto base = optim::BaseOptimizerOptions().name("sgd").lr(lr).momentum(0).weight_decay(0);
     optim::check_base_for_method(spec, base);
-    optimizer_ = optim::make_perturbed_optimizer(
-        std::move(params), spec, base,
-        optim::PerturbedOptimizerOptions().seed(seed).max_grad_norm(max_grad_norm).check_finite(false));
+    optimizer_ = optim::make_perturbed_optimizer(params_, spec, base, step_options(seed, max_grad_norm, loss_scale));
   }
+
+  void set_loss_scale(double scale) { optimizer_->set_loss_scale(scale); }
+  double loss_scale() const { return optimizer_->options().loss_scale(); }
+  bool skipped() const { return optimizer_->last_step_skipped(); }
 
   void set_lr(double lr) {
     for (auto& group : optimizer_->param_groups()) group.options().set_lr(lr);
@@ -148,6 +148,16 @@ class Engine {
     std::ostringstream s;
     s << t.sizes();
     return s.str();
+  }
+  static std::vector<at::Tensor> nonempty(std::vector<at::Tensor> params) {
+    check(!params.empty(), "flatmin.optim: no parameters to optimise");
+    return params;
+  }
+  // Without loss scaling a non-finite step is applied, as torch.optim does; with it, an overflowed step is
+  // skipped (W, buffers and the base's state untouched), as GradScaler's step would be.
+  static optim::PerturbedOptimizerOptions step_options(uint64_t seed, double max_grad_norm, double loss_scale) {
+    return optim::PerturbedOptimizerOptions().seed(seed).max_grad_norm(max_grad_norm).loss_scale(loss_scale).check_finite(
+        loss_scale != 1.0);
   }
 
   std::vector<at::Tensor> params_;
@@ -250,18 +260,21 @@ PYBIND11_MODULE(_flatmin, m) {
 
   py::class_<Engine>(m, "Engine")
       .def(py::init([](std::vector<at::Tensor> params, const std::string& method, const py::dict& options,
-                       uint64_t seed, double max_grad_norm, py::function base_step) {
+                       uint64_t seed, double max_grad_norm, double loss_scale, py::function base_step) {
              return std::make_unique<Engine>(std::move(params), python::method_spec(method, options), seed,
-                                             max_grad_norm, std::move(base_step));
+                                             max_grad_norm, loss_scale, std::move(base_step));
            }),
            py::arg("params"), py::arg("method"), py::arg("options"), py::arg("seed"), py::arg("max_grad_norm"),
-           py::arg("base_step"))
+           py::arg("loss_scale"), py::arg("base_step"))
       .def(py::init([](std::vector<at::Tensor> params, const py::dict& options, uint64_t seed, double max_grad_norm,
-                       double lr) {
+                       double loss_scale, double lr) {
              return std::make_unique<Engine>(std::move(params), python::method_spec("bsam", options), seed,
-                                             max_grad_norm, lr);
+                                             max_grad_norm, loss_scale, lr);
            }),
-           py::arg("params"), py::arg("options"), py::arg("seed"), py::arg("max_grad_norm"), py::arg("lr"))
+           py::arg("params"), py::arg("options"), py::arg("seed"), py::arg("max_grad_norm"), py::arg("loss_scale"),
+           py::arg("lr"))
+      .def_property("loss_scale", &Engine::loss_scale, &Engine::set_loss_scale)
+      .def_property_readonly("skipped", &Engine::skipped)
       .def("set_lr", &Engine::set_lr, py::arg("lr"))
       .def("step", &Engine::step, py::arg("closure"))
       .def("track_buffers", &Engine::track_buffers, py::arg("buffers"))
@@ -318,16 +331,10 @@ PYBIND11_MODULE(_flatmin, m) {
         const std::string path = training::resolve_init_path(run_or_checkpoint, "run or checkpoint");
         const training::CheckpointContents ck = training::load_checkpoint(path);
         const std::string bytes = models::torchscript_bytes(ck.model, ck.spec);
-        auto values = [](const at::Tensor& t) {
-          std::vector<double> v;
-          if (!t.defined()) return v;
-          const at::Tensor d = t.to(at::kDouble).contiguous();
-          return std::vector<double>(d.data_ptr<double>(), d.data_ptr<double>() + d.numel());
-        };
         return py::dict(py::arg("path") = path, py::arg("script") = py::bytes(bytes), py::arg("model") = ck.spec.name(),
                         py::arg("in_channels") = ck.spec.in_channels(), py::arg("image_size") = ck.spec.image_size(),
-                        py::arg("num_classes") = ck.spec.num_classes(), py::arg("mean") = values(ck.channel_mean),
-                        py::arg("std") = values(ck.channel_std), py::arg("config") = ck.config_json,
+                        py::arg("num_classes") = ck.spec.num_classes(), py::arg("mean") = ck.mean_values(),
+                        py::arg("std") = ck.std_values(), py::arg("config") = ck.config_json,
                         py::arg("epoch") = ck.epoch, py::arg("checksum") = ck.checksum());
       },
       py::arg("run_or_checkpoint"));

@@ -47,6 +47,7 @@ PerturbedOptimizer::PerturbedOptimizer(std::shared_ptr<torch::optim::Optimizer> 
   check(method_ != nullptr, "PerturbedOptimizer: method is null");
   check(method_->evaluations() >= 1, "PerturbedOptimizer: a method must evaluate at least one point");
   check(options_.max_grad_norm() >= 0, "max_grad_norm must be >= 0");
+  set_loss_scale(options_.loss_scale());
   check(options_.check_finite_every() >= 1, "the finiteness check interval must be >= 1");
   collect_params();
 }
@@ -175,12 +176,22 @@ void PerturbedOptimizer::move_to(int64_t i) {
     for (size_t j = 0; j < buffers_.size(); ++j) buffers_[j].copy_(buffers_before_[j]);
 }
 
+void PerturbedOptimizer::set_loss_scale(double scale) {
+  check(std::isfinite(scale) && scale > 0, "loss_scale must be a positive number, got " + std::to_string(scale));
+  check(scale == 1.0 || !options_.accumulate_in_grad(), "loss_scale needs the combination outside .grad "
+                                                        "(accumulate_in_grad off)");
+  check(!in_step_, "loss_scale: not during a step");
+  options_.loss_scale(scale);
+}
+
 void PerturbedOptimizer::accumulate(int64_t i, const at::Tensor& loss) {
   check(in_step_, "PerturbedOptimizer: accumulate() outside begin_step()/finish_step()");
   torch::NoGradGuard no_grad;
-  if (loss.defined()) last_losses_.push_back(loss.detach());
+  const double unscale = 1.0 / options_.loss_scale();
+  if (loss.defined()) last_losses_.push_back(unscale == 1.0 ? loss.detach() : loss.detach() * unscale);
   if (!grads_in_place_) {
-    const Blend b = method_->blend(i);
+    Blend b = method_->blend(i);
+    b.weight *= unscale;  // the true gradient from here on (exact for a power of two)
     for (size_t j = 0; j < params_.size(); ++j) {
       at::Tensor g = params_[j].grad();
       at::Tensor c = combined_[j];

@@ -237,6 +237,17 @@ CheckpointContents parse_checkpoint(const unsigned char* bytes, size_t size, con
   }
 }
 
+namespace {
+std::vector<double> as_values(const at::Tensor& t) {
+  if (!t.defined()) return {};
+  const at::Tensor d = t.to(at::kDouble).contiguous();
+  return std::vector<double>(d.data_ptr<double>(), d.data_ptr<double>() + d.numel());
+}
+}  // namespace
+
+std::vector<double> CheckpointContents::mean_values() const { return as_values(channel_mean); }
+std::vector<double> CheckpointContents::std_values() const { return as_values(channel_std); }
+
 std::string CheckpointContents::checksum() const {
   char hex[9];
   std::snprintf(hex, sizeof hex, "%08x", static_cast<unsigned>(payload_crc32));

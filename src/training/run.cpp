@@ -216,12 +216,10 @@ RunConfig with_pretrained_defaults(RunConfig config) {
   config.init().path(path).checksum(pretrained.checksum());
   config.model().name(pretrained.spec.name()).width(pretrained.spec.width()).file(pretrained.spec.file()).activation(
       pretrained.spec.activation());
-  const at::Tensor& mean = pretrained.channel_mean;
-  const at::Tensor& std = pretrained.channel_std;
-  if (config.split().normalize() && config.split().mean().empty() && mean.defined() && std.defined()) {
-    const at::Tensor m = mean.to(at::kDouble).contiguous(), s = std.to(at::kDouble).contiguous();
-    config.split().mean(std::vector<double>(m.data_ptr<double>(), m.data_ptr<double>() + m.numel()));
-    config.split().std(std::vector<double>(s.data_ptr<double>(), s.data_ptr<double>() + s.numel()));
+  if (config.split().normalize() && config.split().mean().empty() && pretrained.channel_mean.defined() &&
+      pretrained.channel_std.defined()) {
+    config.split().mean(pretrained.mean_values());
+    config.split().std(pretrained.std_values());
   }
   return config;
 }

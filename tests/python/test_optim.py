@@ -359,3 +359,75 @@ def test_a_parameter_group_may_set_its_own_sigma_or_rho():
     with pytest.raises(flatmin.Error, match="'rsam' has one size for all parameters"):
         one_step(optim.RSAM([{"params": [params[0]], "rho": 0.2}, {"params": [params[1]]}], torch.optim.SGD, lr=0.1),
                  params)
+
+
+# ---------------------------------------------------------------- mixed precision
+
+def _net_and_data(seed=0):
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
+    return model, torch.randn(16, 6), torch.randint(0, 3, (16,))
+
+
+def _train(name, steps=3, loss_scale=1.0, scale_in_closure=1.0, autocast=False, **options):
+    model, x, y = _net_and_data()
+    params = list(model.parameters())
+    if name == "bsam":
+        opt = optim.BSAM(params, lr=0.1, train_size=100, seed=4, loss_scale=loss_scale, **options)
+    else:
+        cls = {"nso": optim.NSO, "sam": optim.SAM, "usam": optim.USAM, "crsam": optim.CRSAM}[name]
+        opt = cls(params, torch.optim.SGD, lr=0.1, momentum=0.9, seed=4, loss_scale=loss_scale, **options)
+    losses = []
+    for _ in range(steps):
+        def closure():
+            opt.zero_grad()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+                loss = torch.nn.functional.cross_entropy(model(x), y)
+            (loss * scale_in_closure).backward()
+            return loss * scale_in_closure
+        losses.append(float(opt.step(closure)))
+    return [p.detach().clone() for p in params], losses, opt
+
+
+@pytest.mark.parametrize("name", ["nso", "sam", "usam", "crsam", "bsam"])
+def test_a_power_of_two_loss_scale_gives_the_unscaled_step_bitwise(name):
+    # USAM's ascent ρ·g and bSAM's ε = ρ·g/s read the gradient's size: they see the true one, unscaled once.
+    plain, plain_losses, _ = _train(name, max_grad_norm=0.5)
+    scaled, scaled_losses, opt = _train(name, loss_scale=1024.0, scale_in_closure=1024.0, max_grad_norm=0.5)
+    for a, b in zip(plain, scaled):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert scaled_losses == plain_losses  # the true losses are returned
+    assert opt.loss_scale == 1024.0 and not opt.skipped
+
+
+def test_an_overflowed_scaled_step_is_skipped_and_the_scale_can_be_lowered():
+    model, x, y = _net_and_data()
+    params = list(model.parameters())
+    before = [p.detach().clone() for p in params]
+    opt = optim.SAM(params, torch.optim.SGD, lr=0.1, loss_scale=2.0 ** 20)
+
+    def overflowing():
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(x), y) * float("inf")
+        loss.backward()
+        return loss
+
+    opt.step(overflowing)
+    assert opt.skipped
+    for a, b in zip(before, params):
+        torch.testing.assert_close(a, b.detach(), rtol=0, atol=0)
+    opt.loss_scale = 2.0 ** 10
+    assert opt.loss_scale == 2.0 ** 10
+    with pytest.raises(flatmin.Error, match="loss_scale must be a positive number"):
+        opt.loss_scale = 0
+
+
+@pytest.mark.parametrize("name", ["nso", "sam"])
+def test_bf16_autocast_inside_the_closure_takes_the_fp32_step_to_bf16_precision(name):
+    fp32, _, _ = _train(name, steps=1)
+    bf16, _, _ = _train(name, steps=1, autocast=True)
+    start, _, _ = _train(name, steps=0)
+    for w0, a, b in zip(start, fp32, bf16):
+        assert b.dtype == torch.float32  # weights, gradients and the combination stay fp32
+        # bf16 keeps 8 bits of mantissa: the update agrees to a few percent of its size
+        assert float((b - a).norm()) <= 0.05 * float((a - w0).norm()) + 1e-6

@@ -51,6 +51,12 @@ struct PerturbedOptimizerOptions {
   /// checkpoint. settle_finite_check() checks at once (before a checkpoint is written). On the CPU the
   /// wait costs nothing: keep 1 there.
   TORCH_ARG(int64_t, check_finite_every) = 1;
+  /// Mixed-precision loss scaling: the closure's loss is this multiple S of the true loss. Each pass's
+  /// gradient is divided by S as it is folded into the combination, so the methods' moves (SAM's ascent
+  /// reads g), clipping and the base step all see the true gradient, unscaled once; the losses returned are
+  /// the true ones. A power of two divides exactly: the step is bitwise the unscaled one. Not with
+  /// accumulate_in_grad.
+  TORCH_ARG(double, loss_scale) = 1.0;
 };
 
 /// Several processes computing one step together (distributed/ provides them). The optimizer needs only an
@@ -151,6 +157,8 @@ class PerturbedOptimizer : public torch::optim::Optimizer {
   /// what was not (and last_step_skipped() turns true). A no-op otherwise.
   std::string settle_finite_check();
   const PerturbedOptimizerOptions& options() const { return options_; }
+  /// A new loss scale from the next step on (dynamic loss scaling lowers it after a skipped step).
+  void set_loss_scale(double scale);
 
   void save(torch::serialize::OutputArchive& archive) const override;
   void load(torch::serialize::InputArchive& archive) override;

@@ -38,6 +38,9 @@ struct CheckpointContents {
 
   /// payload_crc32 as 8 lower-case hex digits.
   std::string checksum() const;
+  /// channel_mean and channel_std as numbers (empty when undefined), for JSON, configs and Python.
+  std::vector<double> mean_values() const;
+  std::vector<double> std_values() const;
 };
 
 /// Writes a checkpoint of `model` (built from `spec`). When `optimizer` is given its state is saved too,
