@@ -6,8 +6,9 @@ Python (python_baseline.py's steps, the reference repositories' style) and (b) f
     PYTHONPATH=build/python /usr/bin/python3 benchmarks/python_flatmin.py --bench-step build/benchmarks/bench_step
 
 Prints one line per (model, batch, method): ms/step of flatmin.optim from Python, of plain Python and of
-the C++ step, and the two ratios. Each Python figure is the median of interleaved rounds (flatmin and plain
-alternate, so the machine's load falls on both alike); the C++ figure comes from bench_step run in between.
+the C++ step, and the two ratios. The three are interleaved round by round (round r: bench_step for a short round of its own,
+then flatmin.optim and plain Python alternately), so the machine's load falls on all alike; each figure is the
+median over rounds and each ratio the median of the per-round ratios.
 """
 import argparse
 import os
@@ -60,10 +61,10 @@ def time_steps(step, steps):
     return 1000 * (time.perf_counter() - start) / steps
 
 
-def bench_step_ms(binary, model, batch, methods, threads):
+def bench_step_ms(binary, model, batch, methods, threads, rounds=3):
     out = subprocess.run([binary, "--models", model, "--batches", str(batch), "--methods", ",".join(methods),
-                          "--threads", str(threads), "--no-noise", "--no-memory"], check=True, capture_output=True,
-                         text=True).stdout
+                          "--threads", str(threads), "--rounds", str(rounds), "--no-noise", "--no-memory"],
+                         check=True, capture_output=True, text=True).stdout
     ms = {}
     for line in out.splitlines():
         fields = line.split()
@@ -90,25 +91,29 @@ def main():
     for case in args.cases.split(","):
         name, batch = case.split("/")
         batch = int(batch)
-        cpp = bench_step_ms(args.bench_step, name, batch, methods, args.threads)
-        for method in methods:
-            torch.manual_seed(0)
-            shape = (batch, 1, 28, 28)
-            x, y = torch.randn(shape), torch.randint(0, 10, (batch,))
-            ours = flatmin_step(getattr(baseline, name)(), method, x, y)
-            plain = baseline.Step(getattr(baseline, name)(), method, x, y)
+        torch.manual_seed(0)
+        x, y = torch.randn(batch, 1, 28, 28), torch.randint(0, 10, (batch,))
+        steps = {m: (flatmin_step(getattr(baseline, name)(), m, x, y), baseline.Step(getattr(baseline, name)(), m, x, y))
+                 for m in methods}
+        counts = {}
+        for m, (ours, plain) in steps.items():
             for _ in range(3):  # warm-up
                 ours()
                 plain()
-            steps = max(3, int(args.seconds * 1000 / max(time_steps(ours, 3), 1e-3)))
-            a, b = [], []
-            for _ in range(args.rounds):
-                a.append(time_steps(ours, steps))
-                b.append(time_steps(plain, steps))
-            ma, mb = statistics.median(a), statistics.median(b)
-            c = cpp.get(method, float("nan"))
-            print(f"{case:12s} {method:6s} {ma:13.3f} {mb:12.3f} {c:9.3f} {ma / c:9.3f} {ma / mb:11.3f}")
-
+            counts[m] = max(3, int(args.seconds * 1000 / max(time_steps(ours, 3), 1e-3)))
+        times = {m: ([], [], []) for m in methods}  # flatmin.optim, plain Python, C++ per round
+        for _ in range(args.rounds):
+            cpp = bench_step_ms(args.bench_step, name, batch, methods, args.threads)
+            for m, (ours, plain) in steps.items():
+                times[m][0].append(time_steps(ours, counts[m]))
+                times[m][1].append(time_steps(plain, counts[m]))
+                times[m][2].append(cpp.get(m, float("nan")))
+        for m in methods:
+            a, b, c = times[m]
+            to_cpp = statistics.median(x / z for x, z in zip(a, c))
+            to_plain = statistics.median(x / z for x, z in zip(a, b))
+            print(f"{case:12s} {m:6s} {statistics.median(a):13.3f} {statistics.median(b):12.3f} "
+                  f"{statistics.median(c):9.3f} {to_cpp:9.3f} {to_plain:11.3f}", flush=True)
 
 if __name__ == "__main__":
     main()
