@@ -1,5 +1,5 @@
 // `flatmin report ROOT`: a sweep's results as tables (Markdown, CSV, JSON), gnuplot figures and one
-// self-contained HTML page. No LibTorch here: the command reads files and writes files.
+// self-contained HTML page (reports::write_report). No LibTorch here: it reads files and writes files.
 #include <filesystem>
 #include <iostream>
 #include <memory>
@@ -7,12 +7,7 @@
 #include <vector>
 
 #include "commands.h"
-#include "flatmin/core/files.h"
-#include "flatmin/core/error.h"
-#include "flatmin/reports/aggregate.h"
-#include "flatmin/reports/html.h"
-#include "flatmin/reports/plots.h"
-#include "flatmin/reports/tables.h"
+#include "flatmin/reports/report.h"
 
 namespace flatmin::cli {
 namespace {
@@ -27,36 +22,12 @@ struct ReportArgs {
 };
 
 int run_report(const ReportArgs& a) {
-  reports::Sweep sweep = reports::load_sweep(a.root);
-  const reports::Report report = reports::aggregate(sweep);
-  const fs::path out = a.out.empty() ? fs::path(a.root) / "report" : fs::path(a.out);
-  std::error_code ec;
-  fs::create_directories(out, ec);
-  check(!ec, out.string() + ": cannot create directory: " + ec.message());
-
-  // The figures first: gnuplot's problems become warnings that the tables and the page list too.
-  std::vector<reports::Figure> figures;
-  const fs::path plots = out / "plots";
-  if (!a.no_plots)
-    figures = reports::write_plots(report, plots.string(), reports::PlotOptions().formats(a.formats), sweep.warnings);
-  const std::vector<reports::Table> tables = reports::result_tables(sweep, report);
-  flatmin::write_text_file((out / "results.md").string(), reports::results_markdown(sweep, report, tables));
-  flatmin::write_text_file((out / "results.csv").string(), reports::results_csv(report));
-  flatmin::write_text_file((out / "results.json").string(), reports::results_json(sweep, report));
-  flatmin::write_text_file((out / "paired.csv").string(), reports::paired_csv(report));
-  flatmin::write_text_file((out / "index.html").string(),
-                            reports::html_page(sweep, report, tables, figures, plots.string(), "plots"));
-
-  size_t final_runs = 0, done = 0;
-  for (const reports::RunRecord& r : sweep.runs)
-    if (r.has_role("final")) ++final_runs, done += r.done();
-  std::cout << "flatmin report: " << a.root << " | " << (sweep.name.empty() ? "sweep" : sweep.name) << ", "
-            << sweep.runs.size() << " runs, " << final_runs << " final (" << done << " done)"
-            << (sweep.complete ? "" : " | not complete: runs remain to be planned or run") << "\n\n"
-            << reports::text_summary(report, tables) << '\n';
-  for (const std::string& warning : sweep.warnings) std::cerr << "warning: " << warning << '\n';
-  std::cout << "wrote " << (out / "index.html").string() << ", results.md, results.csv, results.json, paired.csv";
-  if (!a.no_plots) std::cout << " and " << figures.size() << " figures in " << plots.string();
+  const reports::WrittenReport written =
+      reports::write_report(a.root, reports::ReportOptions().out(a.out).plots(!a.no_plots).formats(a.formats));
+  std::cout << written.summary;
+  for (const std::string& warning : written.warnings) std::cerr << "warning: " << warning << '\n';
+  std::cout << "wrote " << written.out_dir << "/index.html, results.md, results.csv, results.json, paired.csv";
+  if (!a.no_plots) std::cout << " and the figures in " << written.out_dir << "/plots";
   std::cout << '\n';
   return 0;
 }

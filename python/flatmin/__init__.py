@@ -19,8 +19,8 @@ from ._flatmin import Error, method_names, noise, run_seeds, set_num_threads, tu
 if not _os.environ.get("FLATMIN_NO_MALLOC_TUNING"):
     tune_malloc()
 from . import geometry, optim
-from .jobs import TrainResult, measure, train
+from .jobs import TrainResult, landscape, measure, report, sensing, train
 from .runs import LoadedModel, load, read_metrics
 
 __all__ = ["Error", "optim", "geometry", "load", "read_metrics", "LoadedModel", "noise", "method_names",
-           "run_seeds", "set_num_threads", "tune_malloc", "version", "train", "measure", "TrainResult"]
+           "run_seeds", "set_num_threads", "tune_malloc", "version", "train", "measure", "landscape", "sensing", "report", "TrainResult"]

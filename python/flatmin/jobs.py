@@ -7,7 +7,7 @@ import os
 from . import _flatmin
 from .runs import load, read_metrics
 
-__all__ = ["train", "measure", "TrainResult"]
+__all__ = ["train", "measure", "landscape", "sensing", "report", "TrainResult"]
 
 
 class TrainResult:
@@ -86,5 +86,36 @@ def measure(checkpoint, **options):
     return json.loads(result["json"])
 
 
+def landscape(checkpoints, **options):
+    """Loss landscapes as ``flatmin landscape`` draws them: ``checkpoints`` (a run directory or checkpoint, or a
+    list of them) along the same seeded filter-normalised directions (``dims=1`` or ``2``), or along the line to
+    ``to=``. Writes landscape.csv, landscape.json and the figures (continuing a grid with the same settings);
+    returns the output directory. Every other option of ``flatmin landscape --help`` is a keyword argument."""
+    paths = [checkpoints] if isinstance(checkpoints, (str, os.PathLike)) else list(checkpoints)
+    args = ["--checkpoint", ",".join(os.fspath(p) for p in paths)]
+    return _flatmin.landscape(args + _arguments("flatmin.landscape", _flatmin.landscape_options(), options))
+
+
+def sensing(**options):
+    """The NSO paper's matrix sensing simulation, as ``flatmin sensing`` runs it (``method="nso"|"wp-gd"|"gd"``,
+    ``sigma``, ``lr``, ``steps``, ``dimension``, ``measurements``, ``float64=True``, ...). Returns a
+    :class:`TrainResult` (summary.json holds κ in its ``extra``); raises ``flatmin.Error`` if the loss diverges."""
+    result = _flatmin.sensing(_arguments("flatmin.sensing", _flatmin.sensing_options(), options))
+    if result["diverged"]:
+        raise _flatmin.Error(f"flatmin.sensing: the loss diverged (see {result['out']}/diverged.json): lower lr")
+    with open(os.path.join(result["out"], "summary.json")) as f:
+        return TrainResult(result["out"], json.load(f))
+
+
+def report(root, out=None, plots=True, formats=("svg", "png")):
+    """A sweep's report, as ``flatmin report ROOT`` writes it: results.md, results.csv, results.json (every run
+    too), paired.csv (per-seed paired differences), the gnuplot figures (``plots=False``: none) and index.html,
+    in ``out`` (default ROOT/report). Returns {"out", "summary" (the printed text), "warnings", "files"};
+    ``json.load(open(os.path.join(r["out"], "results.json")))`` has every figure."""
+    return _flatmin.report(os.fspath(root), "" if out is None else os.fspath(out), bool(plots), list(formats))
+
+
 train.__doc__ += "\nThe options, as ``flatmin train --help`` shows them:\n\n" + _flatmin.train_help()
 measure.__doc__ += "\nThe options, as ``flatmin geometry --help`` shows them:\n\n" + _flatmin.measure_help()
+landscape.__doc__ += "\nThe options, as ``flatmin landscape --help`` shows them:\n\n" + _flatmin.landscape_help()
+sensing.__doc__ += "\nThe options, as ``flatmin sensing --help`` shows them:\n\n" + _flatmin.sensing_help()

@@ -199,3 +199,27 @@ def test_measure_rejects_bad_options_with_one_line(python_run, tmp_path):
         flatmin.measure(python_run.out, measures=["curvature"])
     with pytest.raises(flatmin.Error, match="nothing-here"):
         flatmin.measure(tmp_path / "nothing-here")
+
+
+def test_sensing_and_landscape_are_the_clis(python_run, tmp_path):
+    r = flatmin.sensing(method="nso", sigma=0.01, dimension=6, rank=2, measurements=40, test_measurements=20,
+                        steps=30, log_every=10, lr=1e-3, float64=True, progress="quiet", out=tmp_path / "s")
+    assert r.summary["steps"] == 30 and r.summary["extra"]["kappa"] > 0
+    out = flatmin.landscape([python_run.out], points=5, examples=20, formats=["svg"], progress="quiet",
+                            out=tmp_path / "l")
+    with open(os.path.join(out, "landscape.csv")) as f:
+        assert len(f.read().splitlines()) == 1 + 5
+    if CLI:
+        cli = tmp_path / "s-cli"
+        subprocess.run([CLI, "sensing", "--method", "nso", "--sigma", "0.01", "--dimension", "6", "--rank", "2",
+                        "--measurements", "40", "--test-measurements", "20", "--steps", "30", "--log-every", "10",
+                        "--lr", "1e-3", "--float64", "--progress", "quiet", "--out", str(cli)], check=True)
+        assert json.loads((cli / "summary.json").read_text())["final_train_loss"] == r.summary["final_train_loss"]
+    with pytest.raises(flatmin.Error, match="--dims: .*not in"):
+        flatmin.landscape(python_run.out, dims=3)
+
+
+def test_report_refuses_a_root_that_is_not_a_sweep(tmp_path):
+    # (The report's files and figures are tested on a hand-built sweep in tests/reports/test_report.cpp.)
+    with pytest.raises(flatmin.Error, match="manifest.json"):
+        flatmin.report(tmp_path)

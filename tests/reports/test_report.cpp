@@ -16,6 +16,7 @@
 #include "flatmin/reports/aggregate.h"
 #include "flatmin/reports/html.h"
 #include "flatmin/reports/plots.h"
+#include "flatmin/reports/report.h"
 #include "flatmin/reports/tables.h"
 #include "reports/fake_sweep.h"
 
@@ -307,6 +308,21 @@ TEST_F(ReportFakeSweep, NoiseStabilityTablesPerLawOverSeeds) {
   const std::string gp = read(out / "plots/fm5-50-nso-gap.gp");
   EXPECT_NE(gp.find("index 1 using 1:2:(sd(3)) with yerrorbars"), std::string::npos) << gp;
   EXPECT_NE(gp.find("set logscale xy"), std::string::npos);
+}
+
+TEST(WriteReport, WritesEveryFileOfTheCommandAndItsSummary) {
+  TempDir dir;
+  const std::string root = (dir / "sweep").string();
+  flatmin::test::write_fake_sweep(root);
+  const WrittenReport written = write_report(root, ReportOptions().plots(false));
+  EXPECT_EQ(written.out_dir, (fs::path(root) / "report").string());
+  for (const char* name : {"results.md", "results.csv", "results.json", "paired.csv", "index.html"})
+    EXPECT_TRUE(fs::exists(fs::path(written.out_dir) / name)) << name;
+  EXPECT_EQ(written.files.size(), 5u);  // no figures without plots
+  EXPECT_NE(written.summary.find("flatmin report: " + root), std::string::npos);
+  write_report(root, ReportOptions().plots(false).out((dir / "r").string()));
+  EXPECT_TRUE(fs::exists(dir / "r" / "results.json"));
+  EXPECT_THROW(write_report((dir / "not-a-sweep").string()), flatmin::Error);
 }
 
 TEST(LandscapePlots, LossOverDecadesGetsALogAxisAccuracyNever) {

@@ -13,6 +13,8 @@
 #include <CLI/CLI.hpp>
 
 #include "flatmin/jobs/geometry.h"
+#include "flatmin/jobs/landscape.h"
+#include "flatmin/jobs/sensing.h"
 #include "flatmin/jobs/train.h"
 
 namespace flatmin::jobs {
@@ -79,5 +81,9 @@ void finish_train_options(const CLI::App& cmd, TrainJob& job);
 
 /// The options of `flatmin geometry` on `cmd` (its help text and footer too), bound to `job`'s fields.
 void add_geometry_options(CLI::App& cmd, GeometryJob& job);
+/// The options of `flatmin landscape`.
+void add_landscape_options(CLI::App& cmd, LandscapeJob& job);
+/// The options of `flatmin sensing`.
+void add_sensing_options(CLI::App& cmd, SensingJob& job);
 
 }  // namespace flatmin::jobs
