@@ -134,8 +134,13 @@ class _Method(torch.optim.Optimizer):
         return self._engine.current_pass
 
     def __repr__(self):
+        # One line: the method, then the base optimizer's class and its first group's settings.
         base = getattr(self, "base_optimizer", None)
-        return f"{type(self).__name__}({self._engine.describe()}" + (f", base={base!r})" if base is not None else ")")
+        if base is None:
+            return f"{type(self).__name__}({self._engine.describe()}, lr={self.param_groups[0]['lr']:g})"
+        group = {k: v for k, v in base.param_groups[0].items() if k != "params" and isinstance(v, (int, float))}
+        settings = ", ".join(f"{k}={v:g}" for k, v in group.items() if not isinstance(v, bool))
+        return f"{type(self).__name__}({self._engine.describe()}, base={type(base).__name__}({settings}))"
 
 
 class WPSGD(_Method):
