@@ -49,7 +49,6 @@ do for [fmt in "svg png"] {
   plot "learning-curves.dat" index 0 using 1:2 with lines ls 1 title "GD", "" index 1 using 1:2 with lines ls 2 title "WP-GD", "" index 2 using 1:2 with lines ls 3 title "NSO"
   set title "(b) test loss (1,000 fresh measurements)"
   plot "learning-curves.dat" index 0 using 1:3 with lines ls 1 title "GD", "" index 1 using 1:3 with lines ls 2 title "WP-GD", "" index 2 using 1:3 with lines ls 3 title "NSO"
-  unset logscale y
   set format y "%g"
   set title "(c) recovery error ||UU^T - X*||_F / ||X*||_F"
   plot "learning-curves.dat" index 0 using 1:4 with lines ls 1 title "GD", "" index 1 using 1:4 with lines ls 2 title "WP-GD", "" index 2 using 1:4 with lines ls 3 title "NSO"

@@ -4,7 +4,7 @@ set encoding utf8
 sd(c) = valid(c) ? column(c) : 0  # no spread (n = 1) draws no band / bar
 set title 'lr1e-3: Hessian trace per method, mean ± 1 std over seeds'
 set ylabel 'Hessian trace'
-set xrange [-0.5:10-0.5]
+set xrange [-0.5:11-0.5]
 set offsets 0, 0, graph 0.08, graph 0.08
 set xtics nomirror rotate by -25
 set grid ytics lc rgb '#dddddd'

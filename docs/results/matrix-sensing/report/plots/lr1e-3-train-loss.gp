@@ -15,23 +15,25 @@ set output 'lr1e-3-train-loss.svg'
 plot 'lr1e-3-train-loss.dat' index 0 using 1:($2-sd(3) > 0 ? $2-sd(3) : $2/10):($2+sd(3)) with filledcurves lc rgb '#1f77b4' notitle, \
      '' index 0 using 1:2 with linespoints lw 2 pt 7 ps 0.6 lc rgb '#1f77b4' title 'gd', \
      '' index 1 using 1:($2-sd(3) > 0 ? $2-sd(3) : $2/10):($2+sd(3)) with filledcurves lc rgb '#ff7f0e' notitle, \
-     '' index 1 using 1:2 with linespoints lw 2 pt 7 ps 0.6 lc rgb '#ff7f0e' title 'wp-gd (sigma=0.001)', \
+     '' index 1 using 1:2 with linespoints lw 2 pt 7 ps 0.6 lc rgb '#ff7f0e' title 'wp-gd (sigma=0.004)', \
      '' index 2 using 1:($2-sd(3) > 0 ? $2-sd(3) : $2/10):($2+sd(3)) with filledcurves lc rgb '#2ca02c' notitle, \
-     '' index 2 using 1:2 with linespoints lw 2 pt 7 ps 0.6 lc rgb '#2ca02c' title 'wp-gd (sigma=0.004)', \
+     '' index 2 using 1:2 with linespoints lw 2 pt 7 ps 0.6 lc rgb '#2ca02c' title 'wp-gd (sigma=0.016)', \
      '' index 3 using 1:($2-sd(3) > 0 ? $2-sd(3) : $2/10):($2+sd(3)) with filledcurves lc rgb '#d62728' notitle, \
-     '' index 3 using 1:2 with linespoints lw 2 pt 7 ps 0.6 lc rgb '#d62728' title 'wp-gd (sigma=0.016)', \
+     '' index 3 using 1:2 with linespoints lw 2 pt 7 ps 0.6 lc rgb '#d62728' title 'wp-gd (sigma=0.04)', \
      '' index 4 using 1:($2-sd(3) > 0 ? $2-sd(3) : $2/10):($2+sd(3)) with filledcurves lc rgb '#9467bd' notitle, \
-     '' index 4 using 1:2 with linespoints lw 2 pt 7 ps 0.6 lc rgb '#9467bd' title 'wp-gd (sigma=0.064)', \
-     '' index 5 using 1:($2-sd(3) > 0 ? $2-sd(3) : $2/10):($2+sd(3)) with filledcurves lc rgb '#e377c2' notitle, \
-     '' index 5 using 1:2 with linespoints lw 2 pt 7 ps 0.6 lc rgb '#e377c2' title 'nso (sigma=0.001)', \
-     '' index 6 using 1:($2-sd(3) > 0 ? $2-sd(3) : $2/10):($2+sd(3)) with filledcurves lc rgb '#7f7f7f' notitle, \
-     '' index 6 using 1:2 with linespoints lw 2 pt 7 ps 0.6 lc rgb '#7f7f7f' title 'nso (sigma=0.004)', \
-     '' index 7 using 1:($2-sd(3) > 0 ? $2-sd(3) : $2/10):($2+sd(3)) with filledcurves lc rgb '#bcbd22' notitle, \
-     '' index 7 using 1:2 with linespoints lw 2 pt 7 ps 0.6 lc rgb '#bcbd22' title 'nso (sigma=0.016)', \
-     '' index 8 using 1:($2-sd(3) > 0 ? $2-sd(3) : $2/10):($2+sd(3)) with filledcurves lc rgb '#17becf' notitle, \
-     '' index 8 using 1:2 with linespoints lw 2 pt 7 ps 0.6 lc rgb '#17becf' title 'nso (sigma=0.064)', \
-     '' index 9 using 1:($2-sd(3) > 0 ? $2-sd(3) : $2/10):($2+sd(3)) with filledcurves lc rgb '#1f77b4' notitle, \
-     '' index 9 using 1:2 with linespoints lw 2 pt 7 ps 0.6 lc rgb '#1f77b4' title 'nso (sigma=0.25)'
+     '' index 4 using 1:2 with linespoints lw 2 pt 7 ps 0.6 lc rgb '#9467bd' title 'wp-gd (sigma=0.08)', \
+     '' index 5 using 1:($2-sd(3) > 0 ? $2-sd(3) : $2/10):($2+sd(3)) with filledcurves lc rgb '#8c564b' notitle, \
+     '' index 5 using 1:2 with linespoints lw 2 pt 7 ps 0.6 lc rgb '#8c564b' title 'wp-gd (sigma=0.125)', \
+     '' index 6 using 1:($2-sd(3) > 0 ? $2-sd(3) : $2/10):($2+sd(3)) with filledcurves lc rgb '#e377c2' notitle, \
+     '' index 6 using 1:2 with linespoints lw 2 pt 7 ps 0.6 lc rgb '#e377c2' title 'nso (sigma=0.004)', \
+     '' index 7 using 1:($2-sd(3) > 0 ? $2-sd(3) : $2/10):($2+sd(3)) with filledcurves lc rgb '#7f7f7f' notitle, \
+     '' index 7 using 1:2 with linespoints lw 2 pt 7 ps 0.6 lc rgb '#7f7f7f' title 'nso (sigma=0.016)', \
+     '' index 8 using 1:($2-sd(3) > 0 ? $2-sd(3) : $2/10):($2+sd(3)) with filledcurves lc rgb '#bcbd22' notitle, \
+     '' index 8 using 1:2 with linespoints lw 2 pt 7 ps 0.6 lc rgb '#bcbd22' title 'nso (sigma=0.04)', \
+     '' index 9 using 1:($2-sd(3) > 0 ? $2-sd(3) : $2/10):($2+sd(3)) with filledcurves lc rgb '#17becf' notitle, \
+     '' index 9 using 1:2 with linespoints lw 2 pt 7 ps 0.6 lc rgb '#17becf' title 'nso (sigma=0.08)', \
+     '' index 10 using 1:($2-sd(3) > 0 ? $2-sd(3) : $2/10):($2+sd(3)) with filledcurves lc rgb '#1f77b4' notitle, \
+     '' index 10 using 1:2 with linespoints lw 2 pt 7 ps 0.6 lc rgb '#1f77b4' title 'nso (sigma=0.125)'
 set terminal pngcairo size 1080,675 font 'sans,15' noenhanced background rgb 'white'
 set output 'lr1e-3-train-loss.png'
 replot
